@@ -1,0 +1,90 @@
+/** Bun runtime adapter: Bun.serve + hono/bun, native uWS topics for fan-out. */
+import type { Server, ServerWebSocket } from "bun";
+// hono/bun's helpers are marked deprecated in favour of @hono/bun, which is not published yet.
+import { upgradeWebSocket, websocket } from "hono/bun";
+import type {
+  HttpApp,
+  RunningServer,
+  RuntimeAdapter,
+  ServeOptions,
+  SocketHandle,
+  SocketSession,
+  Subscriber,
+} from "../src/runtime.ts";
+
+const OPEN = 1;
+
+class BunSocket implements SocketHandle {
+  constructor(readonly raw: ServerWebSocket<unknown>) {}
+
+  send(frame: string): void {
+    this.raw.send(frame);
+  }
+
+  close(code: number, reason: string): void {
+    this.raw.close(code, reason);
+  }
+
+  subscribe(topic: string): void {
+    this.raw.subscribe(topic);
+  }
+
+  unsubscribe(topic: string): void {
+    // uWS drops a closed socket's topics by itself.
+    if (this.raw.readyState === OPEN) this.raw.unsubscribe(topic);
+  }
+}
+
+export function createBunAdapter(): RuntimeAdapter {
+  let server: Server<unknown> | undefined;
+
+  return {
+    name: "bun",
+
+    websocket(accept) {
+      return upgradeWebSocket((c) => {
+        const session: SocketSession = accept(c);
+        return {
+          onOpen(_event, ws) {
+            session.open(new BunSocket(ws.raw as ServerWebSocket<unknown>));
+          },
+          onMessage(event) {
+            session.message(event.data);
+          },
+          onClose(event) {
+            session.close(event.code);
+          },
+        };
+      }) as ReturnType<RuntimeAdapter["websocket"]>;
+    },
+
+    publish(topic: string, frame: string, _subscribers, except?: Subscriber): void {
+      const excluded = except?.socket instanceof BunSocket ? except.socket.raw : undefined;
+      // A socket's own publish reaches every subscriber but itself: socket_id exclusion.
+      if (excluded && excluded.readyState === OPEN) excluded.publish(topic, frame);
+      else server?.publish(topic, frame);
+    },
+
+    serve(app: HttpApp, options: ServeOptions): Promise<RunningServer> {
+      const running = Bun.serve({
+        hostname: options.hostname,
+        port: options.port,
+        fetch: app.fetch,
+        websocket: {
+          ...websocket,
+          maxPayloadLength: options.maxPayloadLength,
+          // Liveness is Pusher's activity_timeout, done by the core; Bun's own timer is off.
+          idleTimeout: 0,
+          sendPings: false,
+        },
+      });
+      server = running;
+      return Promise.resolve({
+        port: running.port ?? options.port,
+        async stop() {
+          await running.stop(true);
+        },
+      });
+    },
+  };
+}

@@ -1,0 +1,164 @@
+/** The single-process cluster: in-memory state, and a bus that delivers straight to this node. */
+import { isPresence } from "../channels/kinds.ts";
+import type { Bus, ChannelCounts, Cluster, JoinResult, LocalDelivery, State } from "./types.ts";
+
+interface PresenceUser {
+  info: unknown;
+  sockets: Set<string>;
+}
+
+interface AppState {
+  connections: Set<string>;
+  /** channel -> subscribed socket ids */
+  subscriptions: Map<string, Set<string>>;
+  /** presence channel -> user id -> member */
+  presence: Map<string, Map<string, PresenceUser>>;
+}
+
+export class LocalState implements State {
+  readonly #apps = new Map<string, AppState>();
+
+  #app(appId: string): AppState {
+    let app = this.#apps.get(appId);
+    if (!app) {
+      app = { connections: new Set(), subscriptions: new Map(), presence: new Map() };
+      this.#apps.set(appId, app);
+    }
+    return app;
+  }
+
+  addConnection(appId: string, socketId: string, max: number | null): Promise<boolean> {
+    const { connections } = this.#app(appId);
+    if (max !== null && connections.size >= max) return Promise.resolve(false);
+    connections.add(socketId);
+    return Promise.resolve(true);
+  }
+
+  removeConnection(appId: string, socketId: string): Promise<void> {
+    this.#app(appId).connections.delete(socketId);
+    return Promise.resolve();
+  }
+
+  connectionCount(appId: string): Promise<number> {
+    return Promise.resolve(this.#app(appId).connections.size);
+  }
+
+  addSubscription(appId: string, channel: string, socketId: string): Promise<void> {
+    const { subscriptions } = this.#app(appId);
+    let sockets = subscriptions.get(channel);
+    if (!sockets) subscriptions.set(channel, sockets = new Set());
+    sockets.add(socketId);
+    return Promise.resolve();
+  }
+
+  removeSubscription(appId: string, channel: string, socketId: string): Promise<void> {
+    const { subscriptions } = this.#app(appId);
+    const sockets = subscriptions.get(channel);
+    if (sockets?.delete(socketId) && sockets.size === 0) subscriptions.delete(channel);
+    return Promise.resolve();
+  }
+
+  joinPresence(
+    appId: string,
+    channel: string,
+    socketId: string,
+    userId: string,
+    userInfo: unknown,
+    maxMembers: number,
+  ): Promise<JoinResult> {
+    const { presence } = this.#app(appId);
+    let members = presence.get(channel);
+    if (!members) presence.set(channel, members = new Map());
+    let user = members.get(userId);
+    const first = user === undefined;
+    if (!user) {
+      if (members.size >= maxMembers) {
+        if (members.size === 0) presence.delete(channel);
+        return Promise.resolve({ ok: false, reason: "full" });
+      }
+      members.set(userId, user = { info: userInfo, sockets: new Set() });
+    }
+    user.sockets.add(socketId);
+    return Promise.resolve({ ok: true, first, members: memberInfos(members) });
+  }
+
+  leavePresence(
+    appId: string,
+    channel: string,
+    socketId: string,
+    userId: string,
+  ): Promise<{ last: boolean }> {
+    const { presence } = this.#app(appId);
+    const members = presence.get(channel);
+    const user = members?.get(userId);
+    if (!members || !user || !user.sockets.delete(socketId)) {
+      return Promise.resolve({ last: false });
+    }
+    if (user.sockets.size > 0) return Promise.resolve({ last: false });
+    members.delete(userId);
+    if (members.size === 0) presence.delete(channel);
+    return Promise.resolve({ last: true });
+  }
+
+  presenceMembers(appId: string, channel: string): Promise<Map<string, unknown>> {
+    const members = this.#app(appId).presence.get(channel);
+    return Promise.resolve(members ? memberInfos(members) : new Map());
+  }
+
+  channels(appId: string, prefix = ""): Promise<Map<string, ChannelCounts>> {
+    const result = new Map<string, ChannelCounts>();
+    for (const name of this.#app(appId).subscriptions.keys()) {
+      if (name.startsWith(prefix)) result.set(name, this.#counts(appId, name));
+    }
+    return Promise.resolve(result);
+  }
+
+  channel(appId: string, channel: string): Promise<ChannelCounts> {
+    return Promise.resolve(this.#counts(appId, channel));
+  }
+
+  #counts(appId: string, channel: string): ChannelCounts {
+    const app = this.#app(appId);
+    const subscriptionCount = app.subscriptions.get(channel)?.size ?? 0;
+    if (!isPresence(channel)) return { subscriptionCount };
+    return { subscriptionCount, userCount: app.presence.get(channel)?.size ?? 0 };
+  }
+}
+
+function memberInfos(members: Map<string, PresenceUser>): Map<string, unknown> {
+  const infos = new Map<string, unknown>();
+  for (const [userId, user] of members) infos.set(userId, user.info);
+  return infos;
+}
+
+class LocalBus implements Bus {
+  readonly ready = true;
+  deliver: LocalDelivery = () => {};
+
+  publish(appId: string, channel: string, frame: string, exceptSocketId?: string): Promise<void> {
+    this.deliver(appId, channel, frame, exceptSocketId);
+    return Promise.resolve();
+  }
+
+  listen(): void {}
+  unlisten(): void {}
+}
+
+export class LocalCluster implements Cluster {
+  readonly nodeId: string;
+  readonly bus = new LocalBus();
+  readonly state = new LocalState();
+
+  constructor(nodeId: string) {
+    this.nodeId = nodeId;
+  }
+
+  start(deliver: LocalDelivery): Promise<void> {
+    this.bus.deliver = deliver;
+    return Promise.resolve();
+  }
+
+  stop(): Promise<void> {
+    return Promise.resolve();
+  }
+}

@@ -1,0 +1,163 @@
+/**
+ * Configuration: env vars plus an optional JSON file (`CHORUS_CONFIG`), validated with valibot.
+ * A bad value stops start-up with a message naming the key.
+ */
+import { readFileSync } from "node:fs";
+import * as v from "valibot";
+
+const positiveInt = v.pipe(v.number(), v.integer(), v.minValue(1));
+const nonNegativeInt = v.pipe(v.number(), v.integer(), v.minValue(0));
+const nonEmpty = v.pipe(v.string(), v.nonEmpty());
+
+const AppSchema = v.strictObject({
+  id: nonEmpty,
+  key: nonEmpty,
+  secret: nonEmpty,
+  enabled: v.optional(v.boolean(), true),
+  /** Origins allowed to open sockets: exact origins, host names, `*.example.com` or `*`. */
+  allowed_origins: v.optional(v.array(nonEmpty), ["*"]),
+  /** Cluster-wide cap on open sockets; null means no cap. */
+  max_connections: v.optional(v.nullable(nonNegativeInt), null),
+  /** Seconds of silence before the server pings a socket. */
+  activity_timeout: v.optional(positiveInt, 30),
+  /** Seconds to wait for any frame after a server ping before closing with 4201. */
+  pong_timeout: v.optional(positiveInt, 30),
+  max_message_size: v.optional(positiveInt, 10_000),
+  client_events: v.optional(
+    v.strictObject({
+      enabled: v.optional(v.boolean(), true),
+      /** Events per second per connection (token bucket). */
+      rate_limit: v.optional(positiveInt, 10),
+    }),
+    { enabled: true, rate_limit: 10 },
+  ),
+  max_presence_members: v.optional(positiveInt, 100),
+  max_presence_member_size: v.optional(positiveInt, 2_048),
+  max_request_size: v.optional(positiveInt, 131_072),
+  max_event_size: v.optional(positiveInt, 10_240),
+});
+
+const FileSchema = v.strictObject({
+  host: v.optional(nonEmpty),
+  port: v.optional(v.pipe(nonNegativeInt, v.maxValue(65_535))),
+  path: v.optional(v.string()),
+  log_level: v.optional(v.picklist(["debug", "info", "warn", "error"])),
+  apps: v.optional(v.pipe(v.array(AppSchema), v.minLength(1))),
+});
+
+export type AppConfig = v.InferOutput<typeof AppSchema>;
+export type LogLevel = "debug" | "info" | "warn" | "error";
+
+export interface Config {
+  host: string;
+  port: number;
+  /** Route prefix for the socket endpoint and every HTTP route, "" or "/something". */
+  path: string;
+  logLevel: LogLevel;
+  apps: AppConfig[];
+  /** True when no app was configured and the demo app is running. */
+  demoApp: boolean;
+}
+
+export class ConfigError extends Error {
+  override name = "ConfigError";
+}
+
+export type Env = Record<string, string | undefined>;
+
+export const DEMO_APP = { id: "app-id", key: "app-key", secret: "app-secret" } as const;
+
+/** Builds the validated config from env vars and the optional JSON file they name. */
+export function loadConfig(env: Env, readFile: (path: string) => string = readText): Config {
+  const file = readConfigFile(env, readFile);
+  const host = env.HOST ?? file.host ?? "0.0.0.0";
+  const port = env.PORT !== undefined ? parsePort(env.PORT) : file.port ?? 8080;
+  const path = normalizePath(env.CHORUS_PATH ?? file.path ?? "", "CHORUS_PATH");
+  const logLevel = parseLogLevel(env.LOG_LEVEL ?? file.log_level ?? "info");
+
+  const envApp = appFromEnv(env);
+  const apps = [...(file.apps ?? [])];
+  if (envApp) apps.unshift(parseApp(envApp, "CHORUS_APP_*"));
+  const demoApp = apps.length === 0;
+  if (demoApp) apps.push(parseApp({ ...DEMO_APP }, "demo app"));
+  checkUnique(apps);
+  return { host, port, path, logLevel, apps, demoApp };
+}
+
+function readText(path: string): string {
+  return readFileSync(path, "utf8");
+}
+
+function readConfigFile(env: Env, readFile: (path: string) => string) {
+  const path = env.CHORUS_CONFIG;
+  if (!path) return {};
+  let raw: unknown;
+  try {
+    raw = JSON.parse(readFile(path));
+  } catch (error) {
+    throw new ConfigError(`CHORUS_CONFIG (${path}): ${(error as Error).message}`);
+  }
+  const result = v.safeParse(FileSchema, raw);
+  if (!result.success) throw new ConfigError(describeIssues(`config file ${path}`, result.issues));
+  return result.output;
+}
+
+function appFromEnv(env: Env): Record<string, string> | undefined {
+  const id = env.CHORUS_APP_ID ?? env.REVERB_APP_ID;
+  const key = env.CHORUS_APP_KEY ?? env.REVERB_APP_KEY;
+  const secret = env.CHORUS_APP_SECRET ?? env.REVERB_APP_SECRET;
+  if (id === undefined && key === undefined && secret === undefined) return undefined;
+  const missing = [["CHORUS_APP_ID", id], ["CHORUS_APP_KEY", key], ["CHORUS_APP_SECRET", secret]]
+    .filter(([, value]) => !value).map(([name]) => name);
+  if (missing.length > 0) {
+    throw new ConfigError(`${missing.join(", ")}: required when any CHORUS_APP_* is set`);
+  }
+  return { id: id!, key: key!, secret: secret! };
+}
+
+function parseApp(raw: unknown, where: string): AppConfig {
+  const result = v.safeParse(AppSchema, raw);
+  if (!result.success) throw new ConfigError(describeIssues(where, result.issues));
+  return result.output;
+}
+
+function checkUnique(apps: AppConfig[]): void {
+  for (const field of ["id", "key"] as const) {
+    const seen = new Set<string>();
+    for (const app of apps) {
+      if (seen.has(app[field])) {
+        throw new ConfigError(`apps: duplicate app ${field} "${app[field]}"`);
+      }
+      seen.add(app[field]);
+    }
+  }
+}
+
+function parsePort(value: string): number {
+  const port = Number(value);
+  if (!/^\d+$/.test(value) || port > 65_535) {
+    throw new ConfigError(`PORT: expected an integer from 0 to 65535, got "${value}"`);
+  }
+  return port;
+}
+
+function parseLogLevel(value: string): LogLevel {
+  if (value === "debug" || value === "info" || value === "warn" || value === "error") return value;
+  throw new ConfigError(`LOG_LEVEL: expected debug, info, warn or error, got "${value}"`);
+}
+
+function normalizePath(value: string, key: string): string {
+  const trimmed = value.replace(/\/+$/, "");
+  if (trimmed === "") return "";
+  if (!/^\/?[A-Za-z0-9._~\-/]+$/.test(trimmed)) {
+    throw new ConfigError(`${key}: "${value}" is not a valid URL path prefix`);
+  }
+  return trimmed.startsWith("/") ? trimmed : `/${trimmed}`;
+}
+
+function describeIssues(where: string, issues: v.BaseIssue<unknown>[]): string {
+  return issues.map((issue) => {
+    const key = v.getDotPath(issue) ?? "(root)";
+    return `${where}: ${key}: ${issue.message}`;
+  }).join("\n");
+}

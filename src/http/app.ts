@@ -1,0 +1,208 @@
+/**
+ * The Hono app: the socket endpoint, health routes and the signed Pusher HTTP API (protocol.md §9).
+ */
+import { Hono } from "hono";
+import type { Context, MiddlewareHandler } from "hono";
+import { bodyLimit } from "hono/body-limit";
+import { channelType, isPresence } from "../channels/kinds.ts";
+import type { ChannelCounts } from "../cluster/types.ts";
+import type { AppConfig } from "../config.ts";
+import { errorMessage } from "../log.ts";
+import type { ChorusNode } from "../node.ts";
+import { channelEventFrame } from "../protocol/encode.ts";
+import {
+  HttpError,
+  type InfoField,
+  type OutgoingEvent,
+  parseBatchBody,
+  parseEventBody,
+  parseInfo,
+  parseJsonBody,
+} from "./events.ts";
+import { verifyRequest } from "./signature.ts";
+
+type Env = { Variables: { app: AppConfig; body: string } };
+
+export function createHttpApp(node: ChorusNode): Hono<Env> {
+  const root = new Hono<Env>();
+  const app = node.config.path ? root.basePath(node.config.path) : root;
+  const { state } = node.cluster;
+
+  app.get("/app/:key", node.adapter.websocket((c) => node.accept(c)));
+
+  app.get("/up", (c) => c.json({ health: "OK" }));
+  app.get("/apps/:appId/health", (c) => {
+    const target = node.appsById.get(c.req.param("appId"));
+    if (!target) return c.json({ error: "Unknown app" }, 404);
+    if (!target.enabled) return c.json({ error: "Application is disabled" }, 503);
+    if (!node.cluster.bus.ready) return c.json({ error: "Cluster bus not connected" }, 503);
+    return c.json({ health: "OK" });
+  });
+
+  app.use("/apps/:appId/*", resolveApp(node), limitBody(), verifySignature(node));
+
+  app.post("/apps/:appId/events", async (c) => {
+    const target = c.get("app");
+    const event = parseEventBody(parseJsonBody(c.get("body")), target);
+    await publish(node, target, event);
+    if (event.info.size === 0) return c.json({});
+    return c.json({ channels: await channelInfos(node, target, event) });
+  });
+
+  app.post("/apps/:appId/batch_events", async (c) => {
+    const target = c.get("app");
+    const events = parseBatchBody(parseJsonBody(c.get("body")), target);
+    await Promise.all(events.map((event) => publish(node, target, event)));
+    const batch = await Promise.all(events.map(async (event) => {
+      if (event.info.size === 0) return {};
+      const infos = await channelInfos(node, target, event);
+      return infos[event.channels[0]];
+    }));
+    return c.json({ batch });
+  });
+
+  app.get("/apps/:appId/channels", async (c) => {
+    const target = c.get("app");
+    const info = parseInfo(c.req.query("info"), ["user_count", "subscription_count"]);
+    const prefix = c.req.query("filter_by_prefix") ?? "";
+    const channels: Record<string, Record<string, number>> = {};
+    for (const [name, counts] of await state.channels(target.id, prefix)) {
+      channels[name] = countsFor(name, counts, info);
+    }
+    return c.json({ channels });
+  });
+
+  app.get("/apps/:appId/channels/:channel", async (c) => {
+    const target = c.get("app");
+    const name = c.req.param("channel");
+    if (!channelType(name)) throw new HttpError(400, `Invalid channel name "${name}"`);
+    const info = parseInfo(c.req.query("info"), ["user_count", "subscription_count"]);
+    const counts = await state.channel(target.id, name);
+    return c.json({ occupied: counts.subscriptionCount > 0, ...countsFor(name, counts, info) });
+  });
+
+  app.get("/apps/:appId/channels/:channel/users", async (c) => {
+    const target = c.get("app");
+    const name = c.req.param("channel");
+    if (!channelType(name)) throw new HttpError(400, `Invalid channel name "${name}"`);
+    if (!isPresence(name)) {
+      throw new HttpError(400, "Users can only be listed for presence channels");
+    }
+    const members = await state.presenceMembers(target.id, name);
+    return c.json({ users: [...members.keys()].map((id) => ({ id })) });
+  });
+
+  app.get("/apps/:appId/connections", async (c) => {
+    return c.json({ connections: await state.connectionCount(c.get("app").id) });
+  });
+
+  // Known routes asked with the wrong method.
+  for (const path of ["/up", "/apps/:appId/health", "/app/:key"]) {
+    app.on(["POST", "PUT", "PATCH", "DELETE"], path, methodNotAllowed);
+  }
+  for (const path of ["/apps/:appId/events", "/apps/:appId/batch_events"]) {
+    app.on(["GET", "PUT", "PATCH", "DELETE"], path, methodNotAllowed);
+  }
+  for (
+    const path of [
+      "/apps/:appId/channels",
+      "/apps/:appId/channels/:channel",
+      "/apps/:appId/channels/:channel/users",
+      "/apps/:appId/connections",
+    ]
+  ) {
+    app.on(["POST", "PUT", "PATCH", "DELETE"], path, methodNotAllowed);
+  }
+
+  root.notFound((c) => c.json({ error: `No route for ${c.req.method} ${c.req.path}` }, 404));
+  root.onError((error, c) => {
+    if (error instanceof HttpError) return c.json({ error: error.message }, error.status);
+    node.log.error("http handler failed", { path: c.req.path, error: errorMessage(error) });
+    return c.json({ error: "Internal server error" }, 500);
+  });
+  return root;
+}
+
+function methodNotAllowed(c: Context): Response {
+  return c.json({ error: `Method ${c.req.method} not allowed on ${c.req.path}` }, 405);
+}
+
+function resolveApp(node: ChorusNode): MiddlewareHandler<Env> {
+  return async (c, next) => {
+    const target = node.appsById.get(c.req.param("appId") ?? "");
+    if (!target) return c.json({ error: "Unknown app" }, 404);
+    if (!target.enabled) return c.json({ error: "Application is disabled" }, 403);
+    c.set("app", target);
+    await next();
+  };
+}
+
+function limitBody(): MiddlewareHandler<Env> {
+  return (c, next) => {
+    const maxSize = c.get("app").max_request_size;
+    return bodyLimit({
+      maxSize,
+      onError: (c) => c.json({ error: `Request body is over the limit of ${maxSize} bytes` }, 413),
+    })(c, next);
+  };
+}
+
+function verifySignature(node: ChorusNode): MiddlewareHandler<Env> {
+  return async (c, next) => {
+    const body = c.req.method === "GET" || c.req.method === "HEAD" ? "" : await c.req.text();
+    const url = new URL(c.req.url);
+    const refusal = verifyRequest(
+      { method: c.req.method, path: url.pathname, params: url.searchParams, body },
+      c.get("app"),
+      node.now() / 1000,
+    );
+    if (refusal) return c.json({ error: refusal }, 401);
+    c.set("body", body);
+    await next();
+  };
+}
+
+/** Publishes an event to each of its channels; 503 when the cluster cannot guarantee delivery. */
+async function publish(node: ChorusNode, app: AppConfig, event: OutgoingEvent): Promise<void> {
+  try {
+    await Promise.all(event.channels.map((channel) =>
+      node.cluster.bus.publish(
+        app.id,
+        channel,
+        channelEventFrame(event.name, channel, event.data),
+        event.socketId,
+      )
+    ));
+  } catch (error) {
+    node.log.warn("publish refused", { app: app.id, error: errorMessage(error) });
+    throw new HttpError(503, "Event could not be delivered to the cluster; retry");
+  }
+}
+
+async function channelInfos(
+  node: ChorusNode,
+  app: AppConfig,
+  event: OutgoingEvent,
+): Promise<Record<string, Record<string, number>>> {
+  const infos: Record<string, Record<string, number>> = {};
+  await Promise.all(event.channels.map(async (channel) => {
+    infos[channel] = countsFor(
+      channel,
+      await node.cluster.state.channel(app.id, channel),
+      event.info,
+    );
+  }));
+  return infos;
+}
+
+/** The requested counts; `user_count` exists for presence channels only. */
+function countsFor(
+  channel: string,
+  counts: ChannelCounts,
+  info: ReadonlySet<InfoField>,
+): Record<string, number> {
+  const result: Record<string, number> = {};
+  if (info.has("user_count") && isPresence(channel)) result.user_count = counts.userCount ?? 0;
+  if (info.has("subscription_count")) result.subscription_count = counts.subscriptionCount;
+  return result;
+}

@@ -1,0 +1,65 @@
+/**
+ * Pusher HTTP API request signing (protocol.md §9): the string to sign and its checks.
+ */
+import { hmacSha256Hex, md5Hex, safeEqual } from "../auth.ts";
+
+/** Largest allowed distance between the request's auth_timestamp and our clock. */
+export const MAX_CLOCK_SKEW_SECONDS = 600;
+
+/** `"{METHOD}\n{PATH}\n{QUERY}"` with every parameter but auth_signature, keys lower-cased, sorted. */
+export function stringToSign(method: string, path: string, params: URLSearchParams): string {
+  const pairs: [string, string][] = [];
+  for (const [key, value] of params) {
+    if (key !== "auth_signature") pairs.push([key.toLowerCase(), value]);
+  }
+  pairs.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  const query = pairs.map(([key, value]) => `${key}=${value}`).join("&");
+  return `${method.toUpperCase()}\n${path}\n${query}`;
+}
+
+export function signRequest(
+  secret: string,
+  method: string,
+  path: string,
+  params: URLSearchParams,
+): string {
+  return hmacSha256Hex(secret, stringToSign(method, path, params));
+}
+
+export interface SignedRequest {
+  method: string;
+  path: string;
+  params: URLSearchParams;
+  body: string;
+}
+
+/** Checks a request against an app's credentials; answers the reason it is refused, if it is. */
+export function verifyRequest(
+  request: SignedRequest,
+  app: { key: string; secret: string },
+  nowSeconds: number,
+): string | undefined {
+  const { params } = request;
+  const key = params.get("auth_key");
+  const timestamp = params.get("auth_timestamp");
+  const signature = params.get("auth_signature");
+  const version = params.get("auth_version");
+  if (!key || !timestamp || !signature) {
+    return "Missing auth_key, auth_timestamp or auth_signature";
+  }
+  if (version !== null && version !== "1.0") return `Unsupported auth_version "${version}"`;
+  if (!safeEqual(key, app.key)) return "auth_key does not match the app";
+  if (!/^\d+$/.test(timestamp)) return "auth_timestamp must be an integer";
+  const skew = Math.abs(nowSeconds - Number(timestamp));
+  if (skew > MAX_CLOCK_SKEW_SECONDS) {
+    return `auth_timestamp is ${Math.round(skew)} s away from server time (limit 600 s)`;
+  }
+  const bodyMd5 = params.get("body_md5");
+  if (request.body.length > 0 || bodyMd5 !== null) {
+    if (bodyMd5 === null) return "Missing body_md5";
+    if (!safeEqual(bodyMd5, md5Hex(request.body))) return "body_md5 does not match the body";
+  }
+  const expected = signRequest(app.secret, request.method, request.path, params);
+  if (!safeEqual(signature, expected)) return "Invalid auth_signature";
+  return undefined;
+}

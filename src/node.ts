@@ -1,0 +1,81 @@
+/**
+ * One Chorus node: its apps, local connections and channels, the cluster it belongs to, and the
+ * local end of fan-out.
+ */
+import { randomInt } from "node:crypto";
+import type { Context } from "hono";
+import { admit } from "./admission.ts";
+import { ChannelRegistry } from "./channels/registry.ts";
+import type { AppConfig, Config } from "./config.ts";
+import { Connection } from "./connection.ts";
+import type { Cluster } from "./cluster/types.ts";
+import type { Logger } from "./log.ts";
+import type { RuntimeAdapter } from "./runtime.ts";
+
+const LIVENESS_SWEEP_MS = 1_000;
+
+export class ChorusNode {
+  /** Open connections of this node by socket id. */
+  readonly connections = new Map<string, Connection>();
+  readonly registry = new ChannelRegistry<Connection>();
+  readonly appsByKey: ReadonlyMap<string, AppConfig>;
+  readonly appsById: ReadonlyMap<string, AppConfig>;
+  /** Socket ids are `{node number}.{sequence}`: unique across the cluster. */
+  readonly #socketPrefix = randomInt(1, 2 ** 31 - 1);
+  #socketSequence = 0;
+  #sweep: ReturnType<typeof setInterval> | undefined;
+
+  constructor(
+    readonly config: Config,
+    readonly adapter: RuntimeAdapter,
+    readonly cluster: Cluster,
+    readonly log: Logger,
+  ) {
+    this.appsByKey = new Map(config.apps.map((app) => [app.key, app]));
+    this.appsById = new Map(config.apps.map((app) => [app.id, app]));
+  }
+
+  now(): number {
+    return Date.now();
+  }
+
+  nextSocketId(): string {
+    return `${this.#socketPrefix}.${++this.#socketSequence}`;
+  }
+
+  async start(): Promise<void> {
+    await this.cluster.start(this.deliverLocal);
+    this.#sweep = setInterval(() => {
+      const now = this.now();
+      for (const connection of this.connections.values()) connection.checkLiveness(now);
+    }, LIVENESS_SWEEP_MS);
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.#sweep);
+    await this.cluster.stop();
+  }
+
+  /** Builds the session for a socket that asks to open at `/app/{key}`. */
+  accept(c: Context): Connection {
+    const { app, refusal } = admit({
+      appKey: c.req.param("key") ?? "",
+      protocol: c.req.query("protocol"),
+      origin: c.req.header("origin"),
+    }, this.appsByKey);
+    return new Connection(this, app, refusal);
+  }
+
+  /** Hands one encoded frame to every local subscriber of a channel except one socket. */
+  readonly deliverLocal = (
+    appId: string,
+    channelName: string,
+    frame: string,
+    exceptSocketId: string | undefined,
+  ): void => {
+    const channel = this.registry.get(appId, channelName);
+    if (!channel) return;
+    const except = exceptSocketId === undefined ? undefined : this.connections.get(exceptSocketId);
+    this.adapter.publish(channel.topic, frame, channel.subscribers, except);
+  };
+}

@@ -1,0 +1,103 @@
+/**
+ * Server → client frames. Each frame is built once as a string and handed to every recipient.
+ * Pusher events carry `data` as a JSON-encoded string (protocol.md §2).
+ */
+const PING = '{"event":"pusher:ping","data":"{}"}';
+const PONG = '{"event":"pusher:pong","data":"{}"}';
+
+export const pingFrame = (): string => PING;
+export const pongFrame = (): string => PONG;
+
+export function errorFrame(code: number | null, message: string): string {
+  return JSON.stringify({ event: "pusher:error", data: { code, message } });
+}
+
+export function connectionEstablishedFrame(socketId: string, activityTimeout: number): string {
+  return JSON.stringify({
+    event: "pusher:connection_established",
+    data: JSON.stringify({ socket_id: socketId, activity_timeout: activityTimeout }),
+  });
+}
+
+/** A channel event whose `data` is already the string to send. */
+export function channelEventFrame(
+  event: string,
+  channel: string,
+  data: string,
+  userId?: string,
+): string {
+  return JSON.stringify(
+    userId === undefined ? { event, channel, data } : {
+      event,
+      channel,
+      data,
+      user_id: userId,
+    },
+  );
+}
+
+/** A client event: `data` goes out exactly as the sender sent it (object or string). */
+export function clientEventFrame(
+  event: string,
+  channel: string,
+  data: unknown,
+  userId?: string,
+): string {
+  return JSON.stringify(
+    userId === undefined ? { event, channel, data } : {
+      event,
+      channel,
+      data,
+      user_id: userId,
+    },
+  );
+}
+
+export type PresenceMembers = ReadonlyMap<string, unknown>;
+
+export function subscriptionSucceededFrame(channel: string, members?: PresenceMembers): string {
+  if (!members) {
+    return JSON.stringify({
+      event: "pusher_internal:subscription_succeeded",
+      channel,
+      data: "{}",
+    });
+  }
+  const hash: Record<string, unknown> = {};
+  for (const [userId, info] of members) hash[userId] = info;
+  const presence = { ids: [...members.keys()], hash, count: members.size };
+  return JSON.stringify({
+    event: "pusher_internal:subscription_succeeded",
+    channel,
+    data: JSON.stringify({ presence }),
+  });
+}
+
+export function subscriptionErrorFrame(
+  channel: string,
+  type: "AuthError" | "InvalidRequest" | "LimitReached",
+  error: string,
+  status: 400 | 401 | 403,
+): string {
+  return JSON.stringify({
+    event: "pusher:subscription_error",
+    channel,
+    data: { type, error, status },
+  });
+}
+
+export function memberAddedFrame(channel: string, userId: string, userInfo: unknown): string {
+  return JSON.stringify({
+    event: "pusher_internal:member_added",
+    channel,
+    data: JSON.stringify({ user_id: userId, user_info: userInfo }),
+  });
+}
+
+export function memberRemovedFrame(channel: string, userId: string): string {
+  return JSON.stringify({
+    event: "pusher_internal:member_removed",
+    channel,
+    data: JSON.stringify({ user_id: userId }),
+  });
+}

@@ -1,0 +1,60 @@
+/**
+ * The surface a runtime adapter (adapters/bun.ts, adapters/deno.ts) gives the runtime-neutral core.
+ */
+import type { Context } from "hono";
+
+/** One WebSocket as the core sees it. */
+export interface SocketHandle {
+  send(frame: string): void;
+  close(code: number, reason: string): void;
+  /** Joins a native fan-out topic (Bun); a no-op where the runtime has none. */
+  subscribe(topic: string): void;
+  unsubscribe(topic: string): void;
+}
+
+/** What the core does with one upgraded socket. */
+export interface SocketSession {
+  open(socket: SocketHandle): void;
+  /** A text frame arrives as a string; anything else is a binary frame. */
+  message(data: unknown): void;
+  close(code: number): void;
+}
+
+/** Anything fan-out can reach: it owns a socket. */
+export interface Subscriber {
+  readonly socket: SocketHandle;
+}
+
+export interface ServeOptions {
+  hostname: string;
+  port: number;
+  /** Largest inbound frame the runtime should accept before closing with 1009. */
+  maxPayloadLength: number;
+}
+
+/** The HTTP app as a runtime serves it (Bun hands its server in as the second argument). */
+export interface HttpApp {
+  fetch(request: Request, env?: unknown): Response | Promise<Response>;
+}
+
+export interface RunningServer {
+  readonly port: number;
+  stop(): Promise<void>;
+}
+
+export interface RuntimeAdapter {
+  readonly name: "bun" | "deno";
+  /** A Hono handler that upgrades the request and drives the session `accept` returns. */
+  websocket(accept: (c: Context) => SocketSession): (c: Context) => Response | Promise<Response>;
+  /**
+   * Sends one encoded frame to every subscriber of a topic but `except`. Bun publishes to its
+   * native topic; Deno walks `subscribers`.
+   */
+  publish(
+    topic: string,
+    frame: string,
+    subscribers: ReadonlySet<Subscriber>,
+    except?: Subscriber,
+  ): void;
+  serve(app: HttpApp, options: ServeOptions): Promise<RunningServer>;
+}
