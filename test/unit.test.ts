@@ -1,0 +1,139 @@
+// Unit tests for the server's pure logic: signature vectors (protocol.md §3, §9), config
+// validation, channel kinds and frame parsing. The end-to-end tests cover the same rules on the wire.
+import { describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { hmacSha256Hex, md5Hex, verifySocketAuth } from "../src/auth.ts";
+import { channelType } from "../src/channels/kinds.ts";
+import { ConfigError, loadConfig } from "../src/config.ts";
+import { signRequest, verifyRequest } from "../src/http/signature.ts";
+import { parseClientFrame } from "../src/protocol/frames.ts";
+import { isOriginAllowed } from "../src/admission.ts";
+
+const KEY = "278d425bdf160c739803";
+const SECRET = "7ad3773142a6692b25b8";
+const VECTOR_BODY = '{"name":"foo","channels":["project-3"],"data":"{\\"some\\":\\"data\\"}"}';
+
+describe("signatures (protocol.md vectors)", { timeout: 10_000 }, () => {
+  it("private channel auth", () => {
+    const hex = "58df8b0c36d6982b82c3ecf6b4662e34fe8c25bba48f5369f135bf843651c3a4";
+    assert.equal(hmacSha256Hex(SECRET, "1234.1234:private-foobar"), hex);
+    const app = { key: KEY, secret: SECRET };
+    assert.ok(verifySocketAuth(`${KEY}:${hex}`, app, "1234.1234:private-foobar"));
+    assert.ok(!verifySocketAuth(`other:${hex}`, app, "1234.1234:private-foobar"));
+    assert.ok(
+      !verifySocketAuth(`${KEY}:${hex.replace("5", "6")}`, app, "1234.1234:private-foobar"),
+    );
+    assert.ok(!verifySocketAuth(hex, app, "1234.1234:private-foobar"));
+  });
+
+  it("HTTP request signature and body_md5", () => {
+    assert.equal(md5Hex(VECTOR_BODY), "ec365a775a4cd0599faeb73354201b6f");
+    const params = new URLSearchParams({
+      auth_key: KEY,
+      auth_timestamp: "1353088179",
+      auth_version: "1.0",
+      body_md5: "ec365a775a4cd0599faeb73354201b6f",
+    });
+    const signature = signRequest(SECRET, "POST", "/apps/3/events", params);
+    assert.equal(signature, "da454824c97ba181a32ccc17a72625ba02771f50b50e1e7430e47a1f3f457e6c");
+    params.set("auth_signature", signature);
+    const request = { method: "POST", path: "/apps/3/events", params, body: VECTOR_BODY };
+    const app = { key: KEY, secret: SECRET };
+    assert.equal(verifyRequest(request, app, 1353088179), undefined);
+    assert.match(verifyRequest(request, app, 1353088179 + 601) ?? "", /auth_timestamp/);
+    assert.match(verifyRequest({ ...request, body: "{}" }, app, 1353088179) ?? "", /body_md5/);
+    assert.match(
+      verifyRequest({ ...request, path: "/apps/4/events" }, app, 1353088179) ?? "",
+      /signature/,
+    );
+    assert.match(
+      verifyRequest(request, { key: "x", secret: SECRET }, 1353088179) ?? "",
+      /auth_key/,
+    );
+  });
+});
+
+describe("config", { timeout: 10_000 }, () => {
+  it("starts the demo app with nothing set", () => {
+    const config = loadConfig({});
+    assert.equal(config.demoApp, true);
+    assert.deepEqual(config.apps.map((app) => [app.id, app.key, app.secret]), [[
+      "app-id",
+      "app-key",
+      "app-secret",
+    ]]);
+    assert.equal(config.port, 8080);
+    assert.equal(config.apps[0].activity_timeout, 30);
+  });
+
+  it("reads Reverb's env names as a fallback", () => {
+    const config = loadConfig({ REVERB_APP_ID: "1", REVERB_APP_KEY: "k", REVERB_APP_SECRET: "s" });
+    assert.equal(config.demoApp, false);
+    assert.equal(config.apps[0].key, "k");
+  });
+
+  it("names the bad key", () => {
+    assert.throws(
+      () => loadConfig({ PORT: "x" }),
+      (e: Error) => e instanceof ConfigError && /PORT/.test(e.message),
+    );
+    assert.throws(() => loadConfig({ CHORUS_APP_ID: "1" }), /CHORUS_APP_KEY/);
+    const file = JSON.stringify({
+      apps: [{ id: "1", key: "k", secret: "s", max_connections: -1 }],
+    });
+    assert.throws(
+      () => loadConfig({ CHORUS_CONFIG: "c.json" }, () => file),
+      /apps\.0\.max_connections/,
+    );
+    assert.throws(() => loadConfig({ CHORUS_CONFIG: "c.json" }, () => "{"), /CHORUS_CONFIG/);
+    assert.throws(() => loadConfig({ CHORUS_CONFIG: "c.json" }, () => '{"nope":1}'), /nope/);
+  });
+
+  it("normalizes the path prefix", () => {
+    assert.equal(loadConfig({ CHORUS_PATH: "pusher/" }).path, "/pusher");
+    assert.throws(() => loadConfig({ CHORUS_PATH: "/a b" }), /CHORUS_PATH/);
+  });
+});
+
+describe("channels and frames", { timeout: 10_000 }, () => {
+  it("classifies channel names", () => {
+    assert.deepEqual(channelType("orders"), { kind: "public", cache: false });
+    assert.deepEqual(channelType("private-cache-x"), { kind: "private", cache: true });
+    assert.deepEqual(channelType("private-encrypted-x"), { kind: "encrypted", cache: false });
+    assert.deepEqual(channelType("presence-room"), { kind: "presence", cache: false });
+    assert.deepEqual(channelType("#server-to-user-42"), { kind: "user", cache: false });
+    assert.equal(channelType("#other"), undefined);
+    assert.equal(channelType("bad name"), undefined);
+    assert.equal(channelType("x".repeat(201)), undefined);
+    assert.equal(channelType(""), undefined);
+  });
+
+  it("parses client frames and names what is wrong", () => {
+    assert.deepEqual(parseClientFrame('{"event":"pusher:ping"}'), {
+      ok: true,
+      frame: { kind: "ping" },
+    });
+    const sub = parseClientFrame('{"event":"pusher:subscribe","data":"{\\"channel\\":\\"a\\"}"}');
+    assert.deepEqual(sub, { ok: true, frame: { kind: "subscribe", data: { channel: "a" } } });
+    assert.deepEqual(parseClientFrame("{"), { ok: false, error: "Invalid JSON" });
+    assert.equal(parseClientFrame('{"channel":"a"}').ok, false);
+    assert.match(
+      (parseClientFrame('{"event":"client-x","channel":5}') as { error: string }).error,
+      /channel/,
+    );
+    assert.match(
+      (parseClientFrame('{"event":"pusher:nope"}') as { error: string }).error,
+      /pusher:nope/,
+    );
+    assert.match((parseClientFrame('{"event":"hello"}') as { error: string }).error, /hello/);
+  });
+
+  it("matches origins", () => {
+    assert.ok(isOriginAllowed(undefined, ["*"]));
+    assert.ok(!isOriginAllowed(undefined, ["example.com"]));
+    assert.ok(isOriginAllowed("https://example.com", ["example.com"]));
+    assert.ok(isOriginAllowed("https://a.example.com", ["*.example.com"]));
+    assert.ok(!isOriginAllowed("https://evil.com", ["*.example.com", "example.com"]));
+    assert.ok(isOriginAllowed("http://localhost:3000", ["http://localhost:3000"]));
+  });
+});
