@@ -9,9 +9,15 @@ const positiveInt = v.pipe(v.number(), v.integer(), v.minValue(1));
 const nonNegativeInt = v.pipe(v.number(), v.integer(), v.minValue(0));
 const nonEmpty = v.pipe(v.string(), v.nonEmpty());
 
+/** App ids and keys appear in URLs and Redis keys: keep them to URL-safe characters. */
+const appIdentifier = v.pipe(
+  v.string(),
+  v.regex(/^[A-Za-z0-9._-]+$/, "must be letters, digits, '.', '_' or '-'"),
+);
+
 const AppSchema = v.strictObject({
-  id: nonEmpty,
-  key: nonEmpty,
+  id: appIdentifier,
+  key: appIdentifier,
   secret: nonEmpty,
   enabled: v.optional(v.boolean(), true),
   /** Origins allowed to open sockets: exact origins, host names, `*.example.com` or `*`. */
@@ -43,7 +49,28 @@ const FileSchema = v.strictObject({
   path: v.optional(v.string()),
   log_level: v.optional(v.picklist(["debug", "info", "warn", "error"])),
   apps: v.optional(v.pipe(v.array(AppSchema), v.minLength(1))),
+  cluster: v.optional(v.strictObject({
+    driver: v.optional(v.picklist(["local", "redis"])),
+    redis_url: v.optional(nonEmpty),
+    redis_subscribe_url: v.optional(nonEmpty),
+    prefix: v.optional(appIdentifier),
+    region: v.optional(nonEmpty),
+    lease_ms: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1_000))),
+  })),
 });
+
+export interface ClusterConfig {
+  driver: "local" | "redis";
+  /** Where publishes and state writes go. */
+  redisUrl?: string;
+  /** Where this node subscribes (e.g. a regional replica); defaults to redisUrl. */
+  redisSubscribeUrl?: string;
+  /** Namespace of every Redis key and channel: `chorus:{prefix}:...`. */
+  prefix: string;
+  region: string;
+  /** TTL of this node's lease; a dead node's state is removed within about 1.5x this. */
+  leaseMs: number;
+}
 
 export type AppConfig = v.InferOutput<typeof AppSchema>;
 export type LogLevel = "debug" | "info" | "warn" | "error";
@@ -57,6 +84,7 @@ export interface Config {
   apps: AppConfig[];
   /** True when no app was configured and the demo app is running. */
   demoApp: boolean;
+  cluster: ClusterConfig;
 }
 
 export class ConfigError extends Error {
@@ -81,14 +109,48 @@ export function loadConfig(env: Env, readFile: (path: string) => string = readTe
   const demoApp = apps.length === 0;
   if (demoApp) apps.push(parseApp({ ...DEMO_APP }, "demo app"));
   checkUnique(apps);
-  return { host, port, path, logLevel, apps, demoApp };
+  return { host, port, path, logLevel, apps, demoApp, cluster: clusterConfig(env, file.cluster) };
+}
+
+function clusterConfig(env: Env, file: FileConfig["cluster"] = {}): ClusterConfig {
+  const redisUrl = env.REDIS_URL || file.redis_url;
+  const driverName = env.CHORUS_CLUSTER_DRIVER || file.driver || (redisUrl ? "redis" : "local");
+  if (driverName !== "local" && driverName !== "redis") {
+    throw new ConfigError(`CHORUS_CLUSTER_DRIVER: expected local or redis, got "${driverName}"`);
+  }
+  if (driverName === "redis" && !redisUrl) {
+    throw new ConfigError("REDIS_URL: required when the cluster driver is redis");
+  }
+  const prefix = env.CHORUS_REDIS_PREFIX || file.prefix || "main";
+  if (!/^[A-Za-z0-9._-]+$/.test(prefix)) {
+    throw new ConfigError(
+      `CHORUS_REDIS_PREFIX: "${prefix}" must be letters, digits, '.', '_' or '-'`,
+    );
+  }
+  const lease = env.CHORUS_NODE_LEASE_MS;
+  const leaseMs = lease !== undefined ? Number(lease) : file.lease_ms ?? 10_000;
+  if (!Number.isInteger(leaseMs) || leaseMs < 1_000) {
+    throw new ConfigError(
+      `CHORUS_NODE_LEASE_MS: expected an integer of at least 1000, got "${lease}"`,
+    );
+  }
+  return {
+    driver: driverName,
+    redisUrl,
+    redisSubscribeUrl: env.REDIS_SUBSCRIBE_URL || file.redis_subscribe_url,
+    prefix,
+    region: env.CHORUS_REGION || env.FLY_REGION || file.region || "local",
+    leaseMs,
+  };
 }
 
 function readText(path: string): string {
   return readFileSync(path, "utf8");
 }
 
-function readConfigFile(env: Env, readFile: (path: string) => string) {
+type FileConfig = v.InferOutput<typeof FileSchema>;
+
+function readConfigFile(env: Env, readFile: (path: string) => string): FileConfig {
   const path = env.CHORUS_CONFIG;
   if (!path) return {};
   let raw: unknown;

@@ -31,8 +31,9 @@ const MAX_QUEUED_FRAMES = 1_000;
 interface Subscription {
   channel: LocalChannel<Connection>;
   kind: ChannelKind;
-  /** Presence user id this socket joined as. */
+  /** Presence user id this socket joined as, with its user_info. */
   userId?: string;
+  userInfo?: unknown;
 }
 
 /** A refusal decided before the socket opened; sent as pusher:error + close with the code. */
@@ -321,7 +322,7 @@ export class Connection implements SocketSession, Subscriber {
     await state.removeSubscription(app.id, name, this.socketId);
     if (subscription.userId === undefined) return;
     const { last } = await state.leavePresence(app.id, name, this.socketId, subscription.userId);
-    if (last) await bus.publish(app.id, name, memberRemovedFrame(name, subscription.userId));
+    if (last) await bus.relay(app.id, name, memberRemovedFrame(name, subscription.userId));
   }
 
   #clientEvent(app: AppConfig, event: string, channel: string | undefined, data: unknown): void {
@@ -350,9 +351,7 @@ export class Connection implements SocketSession, Subscriber {
       return;
     }
     const frame = clientEventFrame(event, channel, data, subscription.userId);
-    this.node.cluster.bus.publish(app.id, channel, frame, this.socketId).catch((error) =>
-      this.#fail(error)
-    );
+    this.node.cluster.bus.relay(app.id, channel, frame, this.socketId);
   }
 
   /** Token bucket: `rate` tokens, refilled continuously at `rate` per second. */

@@ -8,7 +8,7 @@ import { admit } from "./admission.ts";
 import { ChannelRegistry } from "./channels/registry.ts";
 import type { AppConfig, Config } from "./config.ts";
 import { Connection } from "./connection.ts";
-import type { Cluster } from "./cluster/types.ts";
+import type { Cluster, NodeSnapshot } from "./cluster/types.ts";
 import type { Logger } from "./log.ts";
 import type { RuntimeAdapter } from "./runtime.ts";
 
@@ -44,7 +44,7 @@ export class ChorusNode {
   }
 
   async start(): Promise<void> {
-    await this.cluster.start(this.deliverLocal);
+    await this.cluster.start({ deliver: this.deliverLocal, snapshot: () => this.snapshot() });
     this.#sweep = setInterval(() => {
       const now = this.now();
       for (const connection of this.connections.values()) connection.checkLiveness(now);
@@ -54,6 +54,29 @@ export class ChorusNode {
   async stop(): Promise<void> {
     clearInterval(this.#sweep);
     await this.cluster.stop();
+  }
+
+  /** This node's share of the cluster state, from its own connections. */
+  snapshot(): NodeSnapshot {
+    const snapshot: NodeSnapshot = { connections: [], subscriptions: [], presence: [] };
+    for (const connection of this.connections.values()) {
+      const appId = connection.app!.id;
+      const socketId = connection.socketId;
+      snapshot.connections.push({ appId, socketId });
+      for (const [channel, subscription] of connection.subscriptions) {
+        snapshot.subscriptions.push({ appId, channel, socketId });
+        if (subscription.userId !== undefined) {
+          snapshot.presence.push({
+            appId,
+            channel,
+            socketId,
+            userId: subscription.userId,
+            userInfo: subscription.userInfo,
+          });
+        }
+      }
+    }
+    return snapshot;
   }
 
   /** Builds the session for a socket that asks to open at `/app/{key}`. */

@@ -1,5 +1,6 @@
 /** Starts a Chorus node on a runtime adapter. Both entry files (src/bun.ts, src/deno.ts) call this. */
 import { LocalCluster } from "./cluster/local.ts";
+import { RedisCluster } from "./cluster/redis.ts";
 import type { Cluster } from "./cluster/types.ts";
 import type { Config } from "./config.ts";
 import { createHttpApp } from "./http/app.ts";
@@ -18,7 +19,10 @@ export async function startServer(
   adapter: RuntimeAdapter,
   log: Logger = createLogger(config.logLevel),
 ): Promise<ChorusServer> {
-  const cluster: Cluster = new LocalCluster(crypto.randomUUID());
+  const nodeId = `${config.cluster.region}-${crypto.randomUUID().slice(0, 8)}`;
+  const cluster: Cluster = config.cluster.driver === "redis"
+    ? new RedisCluster(config.cluster, nodeId, log)
+    : new LocalCluster(nodeId, config.cluster.region);
   const node = new ChorusNode(config, adapter, cluster, log);
   await node.start();
   const running = await adapter.serve(createHttpApp(node), {
@@ -32,6 +36,8 @@ export async function startServer(
     path: config.path || "/",
     runtime: adapter.name,
     node_id: cluster.nodeId,
+    region: cluster.region,
+    cluster: config.cluster.driver,
     apps: config.apps.map((app) => ({ id: app.id, key: app.key, secret: "***" })),
   });
   if (config.demoApp) {

@@ -1,6 +1,14 @@
 /** The single-process cluster: in-memory state, and a bus that delivers straight to this node. */
 import { isPresence } from "../channels/kinds.ts";
-import type { Bus, ChannelCounts, Cluster, JoinResult, LocalDelivery, State } from "./types.ts";
+import type {
+  Bus,
+  ChannelCounts,
+  Cluster,
+  ClusterHost,
+  JoinResult,
+  LocalDelivery,
+  State,
+} from "./types.ts";
 
 interface PresenceUser {
   info: unknown;
@@ -140,21 +148,26 @@ class LocalBus implements Bus {
     return Promise.resolve();
   }
 
-  listen(): void {}
+  relay(appId: string, channel: string, frame: string, exceptSocketId?: string): Promise<void> {
+    this.deliver(appId, channel, frame, exceptSocketId);
+    return Promise.resolve();
+  }
+
+  listen(): Promise<void> {
+    return Promise.resolve();
+  }
+
   unlisten(): void {}
 }
 
 export class LocalCluster implements Cluster {
-  readonly nodeId: string;
   readonly bus = new LocalBus();
   readonly state = new LocalState();
 
-  constructor(nodeId: string) {
-    this.nodeId = nodeId;
-  }
+  constructor(readonly nodeId: string, readonly region: string) {}
 
-  start(deliver: LocalDelivery): Promise<void> {
-    this.bus.deliver = deliver;
+  start(host: ClusterHost): Promise<void> {
+    this.bus.deliver = host.deliver;
     return Promise.resolve();
   }
 

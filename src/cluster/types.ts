@@ -15,11 +15,20 @@ export type LocalDelivery = (
 export interface Bus {
   /**
    * Delivers `frame` to every subscriber of the channel on every node, except the socket
-   * `exceptSocketId`. Resolves once delivery is guaranteed; rejects when it cannot be.
+   * `exceptSocketId`. Resolves once delivery is guaranteed; rejects when it cannot be (the HTTP
+   * API then answers 503), in which case nothing was delivered.
    */
   publish(appId: string, channel: string, frame: string, exceptSocketId?: string): Promise<void>;
-  /** This node has a first local subscriber to the channel: start receiving its events. */
-  listen(appId: string, channel: string): void;
+  /**
+   * Delivers to local subscribers now and to other nodes as soon as it can (client events,
+   * member events). Never rejects (a failure is logged); resolves once other nodes were tried.
+   */
+  relay(appId: string, channel: string, frame: string, exceptSocketId?: string): Promise<void>;
+  /**
+   * This node has a first local subscriber to the channel: start receiving its events.
+   * Resolves once events published from now on will arrive.
+   */
+  listen(appId: string, channel: string): Promise<void>;
   /** This node lost its last local subscriber to the channel. */
   unlisten(appId: string, channel: string): void;
   /** True while events can be guaranteed to reach the cluster. */
@@ -73,11 +82,31 @@ export interface State {
   channel(appId: string, channel: string): Promise<ChannelCounts>;
 }
 
+/** This node's own share of the cluster state, re-registered after Redis comes back. */
+export interface NodeSnapshot {
+  connections: { appId: string; socketId: string }[];
+  subscriptions: { appId: string; channel: string; socketId: string }[];
+  presence: {
+    appId: string;
+    channel: string;
+    socketId: string;
+    userId: string;
+    userInfo: unknown;
+  }[];
+}
+
+/** What the cluster layer needs from the node it serves. */
+export interface ClusterHost {
+  deliver: LocalDelivery;
+  snapshot(): NodeSnapshot;
+}
+
 export interface Cluster {
   readonly nodeId: string;
+  readonly region: string;
   readonly bus: Bus;
   readonly state: State;
-  /** Hands incoming frames for local subscribers to the node. */
-  start(deliver: LocalDelivery): Promise<void>;
+  start(host: ClusterHost): Promise<void>;
+  /** Removes this node's share of the state (member_removed published) and disconnects. */
   stop(): Promise<void>;
 }

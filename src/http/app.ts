@@ -31,6 +31,13 @@ export function createHttpApp(node: ChorusNode): Hono<Env> {
   app.get("/app/:key", node.adapter.websocket((c) => node.accept(c)));
 
   app.get("/up", (c) => c.json({ health: "OK" }));
+  app.get(
+    "/ready",
+    (c) =>
+      node.cluster.bus.ready
+        ? c.json({ ready: true })
+        : c.json({ ready: false, error: "Cluster bus not connected" }, 503),
+  );
   app.get("/apps/:appId/health", (c) => {
     const target = node.appsById.get(c.req.param("appId"));
     if (!target) return c.json({ error: "Unknown app" }, 404);
@@ -97,7 +104,7 @@ export function createHttpApp(node: ChorusNode): Hono<Env> {
   });
 
   // Known routes asked with the wrong method.
-  for (const path of ["/up", "/apps/:appId/health", "/app/:key"]) {
+  for (const path of ["/up", "/ready", "/apps/:appId/health", "/app/:key"]) {
     app.on(["POST", "PUT", "PATCH", "DELETE"], path, methodNotAllowed);
   }
   for (const path of ["/apps/:appId/events", "/apps/:appId/batch_events"]) {

@@ -1,0 +1,257 @@
+/**
+ * Lua scripts that keep the cluster state atomic in Redis.
+ *
+ * Layout under the root `chorus:{prefix}`:
+ *   {root}:nodes                          SET   live node ids
+ *   {root}:lease:{node}                   STRING with a TTL, renewed by the node
+ *   {root}:node:{node}                    SET   what the node registered (entries below)
+ *   {root}:{app}:conns                    SET   socket ids
+ *   {root}:{app}:channels                 SET   occupied channel names
+ *   {root}:{app}:subs:{channel}           SET   socket ids subscribed
+ *   {root}:{app}:pinfo:{channel}          HASH  presence user id -> user_info JSON
+ *   {root}:{app}:psock:{channel}:{user}   SET   socket ids present as that user
+ *
+ * Every operation is idempotent (set adds and removes), so a node can re-register its whole share
+ * after Redis restarts without double counting. Node entries are tab-separated:
+ *   c {app} {socket} | s {app} {channel} {socket} | p {app} {channel} {socket} {user}
+ */
+
+const PRELUDE = `
+local ROOT = ARGV[1]
+local NODE_ID = ARGV[2]
+local NODE = ROOT .. ':node:' .. NODE_ID
+
+local function app_key(app) return ROOT .. ':' .. app end
+
+local function split(entry, parts)
+  local out = {}
+  local start = 1
+  for i = 1, parts - 1 do
+    local tab = string.find(entry, '\\t', start, true)
+    if not tab then break end
+    out[#out + 1] = string.sub(entry, start, tab - 1)
+    start = tab + 1
+  end
+  out[#out + 1] = string.sub(entry, start)
+  return out
+end
+
+local function conn_add(app, sock, max)
+  local key = app_key(app) .. ':conns'
+  if max >= 0 and redis.call('SISMEMBER', key, sock) == 0 and redis.call('SCARD', key) >= max then
+    return 0
+  end
+  redis.call('SADD', key, sock)
+  return 1
+end
+
+local function conn_remove(app, sock)
+  redis.call('SREM', app_key(app) .. ':conns', sock)
+end
+
+local function sub_add(app, channel, sock)
+  local key = app_key(app)
+  if redis.call('SADD', key .. ':subs:' .. channel, sock) == 1 then
+    redis.call('SADD', key .. ':channels', channel)
+  end
+end
+
+local function sub_remove(app, channel, sock)
+  local key = app_key(app)
+  local subs = key .. ':subs:' .. channel
+  if redis.call('SREM', subs, sock) == 1 and redis.call('SCARD', subs) == 0 then
+    redis.call('SREM', key .. ':channels', channel)
+  end
+end
+
+-- 1: the user's first socket in the channel; 0: already present; -1: channel full.
+local function presence_join(app, channel, sock, user, info, max)
+  local key = app_key(app)
+  local infos = key .. ':pinfo:' .. channel
+  local socks = key .. ':psock:' .. channel .. ':' .. user
+  if redis.call('SCARD', socks) > 0 then
+    redis.call('SADD', socks, sock)
+    return 0
+  end
+  if redis.call('HEXISTS', infos, user) == 0 and redis.call('HLEN', infos) >= max then
+    return -1
+  end
+  redis.call('SADD', socks, sock)
+  redis.call('HSET', infos, user, info)
+  return 1
+end
+
+-- 1 when the user has no socket left in the channel.
+local function presence_leave(app, channel, sock, user)
+  local key = app_key(app)
+  local socks = key .. ':psock:' .. channel .. ':' .. user
+  if redis.call('SREM', socks, sock) == 0 or redis.call('SCARD', socks) > 0 then return 0 end
+  redis.call('HDEL', key .. ':pinfo:' .. channel, user)
+  return 1
+end
+
+-- Reverses every entry of a node; answers the presence members that left: app, channel, user...
+local function remove_node(node_id)
+  local node = ROOT .. ':node:' .. node_id
+  local removed = {}
+  for _, entry in ipairs(redis.call('SMEMBERS', node)) do
+    local kind = string.sub(entry, 1, 1)
+    if kind == 'c' then
+      local f = split(entry, 3)
+      conn_remove(f[2], f[3])
+    elseif kind == 's' then
+      local f = split(entry, 4)
+      sub_remove(f[2], f[3], f[4])
+    elseif kind == 'p' then
+      local f = split(entry, 5)
+      if presence_leave(f[2], f[3], f[4], f[5]) == 1 then
+        removed[#removed + 1] = f[2]
+        removed[#removed + 1] = f[3]
+        removed[#removed + 1] = f[5]
+      end
+    end
+  end
+  redis.call('DEL', node)
+  redis.call('SREM', ROOT .. ':nodes', node_id)
+  redis.call('DEL', ROOT .. ':lease:' .. node_id)
+  return removed
+end
+`;
+
+const script = (body: string) => `${PRELUDE}\n${body}`;
+
+/** ARGV: root, node, app, socket, max (-1 = none) → 1 admitted, 0 over quota. */
+export const CONNECTION_ADD = script(`
+local ok = conn_add(ARGV[3], ARGV[4], tonumber(ARGV[5]))
+if ok == 1 then redis.call('SADD', NODE, 'c\\t' .. ARGV[3] .. '\\t' .. ARGV[4]) end
+return ok
+`);
+
+/** ARGV: root, node, app, socket. */
+export const CONNECTION_REMOVE = script(`
+conn_remove(ARGV[3], ARGV[4])
+redis.call('SREM', NODE, 'c\\t' .. ARGV[3] .. '\\t' .. ARGV[4])
+return 1
+`);
+
+/** ARGV: root, node, app, channel, socket. */
+export const SUBSCRIPTION_ADD = script(`
+sub_add(ARGV[3], ARGV[4], ARGV[5])
+redis.call('SADD', NODE, 's\\t' .. ARGV[3] .. '\\t' .. ARGV[4] .. '\\t' .. ARGV[5])
+return 1
+`);
+
+/** ARGV: root, node, app, channel, socket. */
+export const SUBSCRIPTION_REMOVE = script(`
+sub_remove(ARGV[3], ARGV[4], ARGV[5])
+redis.call('SREM', NODE, 's\\t' .. ARGV[3] .. '\\t' .. ARGV[4] .. '\\t' .. ARGV[5])
+return 1
+`);
+
+/**
+ * ARGV: root, node, app, channel, socket, user, info JSON, max members
+ * → { code (1 first, 0 present, -1 full), user, info, user, info... }
+ */
+export const PRESENCE_JOIN = script(`
+local app, channel, sock, user = ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+local code = presence_join(app, channel, sock, user, ARGV[7], tonumber(ARGV[8]))
+if code >= 0 then
+  redis.call('SADD', NODE, 'p\\t' .. app .. '\\t' .. channel .. '\\t' .. sock .. '\\t' .. user)
+end
+local reply = { code }
+if code >= 0 then
+  for _, v in ipairs(redis.call('HGETALL', app_key(app) .. ':pinfo:' .. channel)) do
+    reply[#reply + 1] = v
+  end
+end
+return reply
+`);
+
+/** ARGV: root, node, app, channel, socket, user → 1 when it was the user's last socket. */
+export const PRESENCE_LEAVE = script(`
+local app, channel, sock, user = ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+redis.call('SREM', NODE, 'p\\t' .. app .. '\\t' .. channel .. '\\t' .. sock .. '\\t' .. user)
+return presence_leave(app, channel, sock, user)
+`);
+
+/**
+ * Renews this node's lease. ARGV: root, node, lease ms → 1 renewed, 0 when the node had been
+ * removed (lease expired and swept): the caller must re-register its share.
+ */
+export const HEARTBEAT = script(`
+redis.call('SET', ROOT .. ':lease:' .. NODE_ID, '1', 'PX', tonumber(ARGV[3]))
+return redis.call('SADD', ROOT .. ':nodes', NODE_ID) == 0 and 1 or 0
+`);
+
+/**
+ * Removes every node whose lease has expired, atomically, so each dead node is swept once.
+ * ARGV: root, node (the sweeper) → { app, channel, user, ... } members that left.
+ */
+export const SWEEP = script(`
+local removed = {}
+for _, node_id in ipairs(redis.call('SMEMBERS', ROOT .. ':nodes')) do
+  if redis.call('EXISTS', ROOT .. ':lease:' .. node_id) == 0 then
+    for _, v in ipairs(remove_node(node_id)) do removed[#removed + 1] = v end
+  end
+end
+return removed
+`);
+
+/** Removes this node's own share (graceful stop). ARGV: root, node → members that left. */
+export const REMOVE_SELF = script(`
+return remove_node(NODE_ID)
+`);
+
+/**
+ * Re-registers this node's share after Redis lost it. ARGV: root, node, lease ms, then groups:
+ * 'c', app, socket | 's', app, channel, socket | 'p', app, channel, socket, user, info
+ * → { app, channel, user, info, ... } presence members that are new again (member_added).
+ */
+export const REGISTER = script(`
+redis.call('SET', ROOT .. ':lease:' .. NODE_ID, '1', 'PX', tonumber(ARGV[3]))
+redis.call('SADD', ROOT .. ':nodes', NODE_ID)
+local added = {}
+local i = 4
+while i <= #ARGV do
+  local kind = ARGV[i]
+  if kind == 'c' then
+    conn_add(ARGV[i + 1], ARGV[i + 2], -1)
+    redis.call('SADD', NODE, 'c\\t' .. ARGV[i + 1] .. '\\t' .. ARGV[i + 2])
+    i = i + 3
+  elseif kind == 's' then
+    sub_add(ARGV[i + 1], ARGV[i + 2], ARGV[i + 3])
+    redis.call('SADD', NODE, 's\\t' .. ARGV[i + 1] .. '\\t' .. ARGV[i + 2] .. '\\t' .. ARGV[i + 3])
+    i = i + 4
+  else
+    local app, channel, sock, user, info = ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5]
+    if presence_join(app, channel, sock, user, info, 1e12) == 1 then
+      added[#added + 1] = app
+      added[#added + 1] = channel
+      added[#added + 1] = user
+      added[#added + 1] = info
+    end
+    redis.call('SADD', NODE, 'p\\t' .. app .. '\\t' .. channel .. '\\t' .. sock .. '\\t' .. user)
+    i = i + 6
+  end
+end
+return added
+`);
+
+/** ARGV: root, node, app, prefix → { channel, subscription count, user count (-1 if not presence) ... } */
+export const CHANNELS = script(`
+local key = app_key(ARGV[3])
+local prefix = ARGV[4]
+local reply = {}
+for _, channel in ipairs(redis.call('SMEMBERS', key .. ':channels')) do
+  if string.sub(channel, 1, #prefix) == prefix then
+    reply[#reply + 1] = channel
+    reply[#reply + 1] = redis.call('SCARD', key .. ':subs:' .. channel)
+    if string.sub(channel, 1, 9) == 'presence-' then
+      reply[#reply + 1] = redis.call('HLEN', key .. ':pinfo:' .. channel)
+    else
+      reply[#reply + 1] = -1
+    end
+  end
+end
+return reply
+`);
