@@ -41,6 +41,10 @@ const AppSchema = v.strictObject({
   max_presence_member_size: v.optional(positiveInt, 2_048),
   max_request_size: v.optional(positiveInt, 131_072),
   max_event_size: v.optional(positiveInt, 10_240),
+  /** Seconds a cache channel keeps its last HTTP-triggered event. */
+  cache_ttl: v.optional(positiveInt, 1_800),
+  /** Send pusher_internal:subscription_count to subscribers of non-presence channels. */
+  subscription_count: v.optional(v.boolean(), false),
 });
 
 const FileSchema = v.strictObject({

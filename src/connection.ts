@@ -6,10 +6,19 @@
 import { Buffer } from "node:buffer";
 import type { AppConfig } from "./config.ts";
 import { verifySocketAuth } from "./auth.ts";
-import { type ChannelKind, channelType } from "./channels/kinds.ts";
+import { userControlChannel, watchersChannel } from "./channels/internal.ts";
+import { type ChannelKind, channelType, userOfChannel } from "./channels/kinds.ts";
+import {
+  type Member,
+  parseChannelData,
+  parseUserData,
+  type SignedInUser,
+} from "./channels/members.ts";
 import type { LocalChannel } from "./channels/registry.ts";
 import { CLOSE_MESSAGE_TOO_BIG, ErrorCode } from "./protocol/codes.ts";
 import {
+  cacheMissFrame,
+  channelEventFrame,
   clientEventFrame,
   connectionEstablishedFrame,
   errorFrame,
@@ -17,10 +26,17 @@ import {
   memberRemovedFrame,
   pingFrame,
   pongFrame,
+  signinSuccessFrame,
   subscriptionErrorFrame,
   subscriptionSucceededFrame,
+  watchlistEventsFrame,
 } from "./protocol/encode.ts";
-import { type ClientFrame, parseClientFrame, type SubscribeRequest } from "./protocol/frames.ts";
+import {
+  type ClientFrame,
+  parseClientFrame,
+  type SigninRequest,
+  type SubscribeRequest,
+} from "./protocol/frames.ts";
 import type { SocketHandle, SocketSession, Subscriber } from "./runtime.ts";
 import type { ChorusNode } from "./node.ts";
 import { errorMessage } from "./log.ts";
@@ -48,6 +64,10 @@ export class Connection implements SocketSession, Subscriber {
   socket!: SocketHandle;
   readonly socketId: string;
   readonly subscriptions = new Map<string, Subscription>();
+  /** Set once `pusher:signin` succeeded. */
+  user: SignedInUser | undefined;
+  /** Node-internal channels this socket is in (watchers, user control), reference-counted. */
+  readonly #internal = new Map<string, { channel: LocalChannel<Connection>; refs: number }>();
   /** Clock reading (ms) of the last inbound frame. */
   lastSeen: number;
   /** Clock reading (ms) when the server pinged; 0 when no ping is outstanding. */
@@ -73,6 +93,11 @@ export class Connection implements SocketSession, Subscriber {
     return this.#state === "open";
   }
 
+  /** A method rather than a comparison: the state changes across awaits. */
+  #isClosed(): boolean {
+    return this.#state === "closed";
+  }
+
   open(socket: SocketHandle): void {
     this.socket = socket;
     if (this.refusal || !this.app) {
@@ -92,7 +117,7 @@ export class Connection implements SocketSession, Subscriber {
       this.socketId,
       app.max_connections,
     );
-    if (this.#state === "closed") {
+    if (this.#isClosed()) {
       if (admitted) await this.node.cluster.state.removeConnection(app.id, this.socketId);
       return;
     }
@@ -108,7 +133,7 @@ export class Connection implements SocketSession, Subscriber {
   }
 
   message(data: unknown): void {
-    if (this.#state === "closed") return;
+    if (this.#isClosed()) return;
     this.lastSeen = this.node.now();
     this.pingSentAt = 0;
     if (this.#queue) {
@@ -132,7 +157,7 @@ export class Connection implements SocketSession, Subscriber {
   #drain(): void {
     const queue = this.#queue;
     this.#queue = null;
-    while (queue && queue.length > 0 && this.#state !== "closed") {
+    while (queue && queue.length > 0 && !this.#isClosed()) {
       const step = this.#handle(queue.shift());
       if (step) {
         this.#queue = queue;
@@ -183,8 +208,7 @@ export class Connection implements SocketSession, Subscriber {
       case "unsubscribe":
         return this.#unsubscribe(app, frame.channel);
       case "signin":
-        this.#sendError(ErrorCode.Unauthorized, "User sign-in is not supported yet");
-        return;
+        return this.#signin(app, frame.data);
       case "client-event":
         this.#clientEvent(app, frame.event, frame.channel, frame.data);
         return;
@@ -237,22 +261,31 @@ export class Connection implements SocketSession, Subscriber {
       members = joined.members;
       first = joined.first;
     }
-    if (this.#state === "closed") {
+    if (this.#isClosed()) {
       // The socket went away while we waited: undo the join.
       if (members) await state.leavePresence(app.id, name, this.socketId, member.userId!);
       return;
     }
+    const joins: Promise<void>[] = [];
+    if (member.userId !== undefined) {
+      joins.push(this.#joinInternal(app, userControlChannel(member.userId)));
+    }
     const added = this.node.registry.add(app.id, name, this);
-    if (added.first) bus.listen(app.id, name);
     this.subscriptions.set(name, {
       channel: added.channel,
       kind: type.kind,
       userId: member.userId,
+      userInfo: member.userInfo,
     });
-    await state.addSubscription(app.id, name, this.socketId);
+    // Events published once the client holds subscription_succeeded must reach it.
+    joins.push(bus.listen(app.id, name), state.addSubscription(app.id, name, this.socketId));
+    await Promise.all(joins);
+    if (type.kind !== "presence") this.node.countChanged(app, name);
+    if (this.#isClosed()) return;
     this.socket.send(subscriptionSucceededFrame(name, members));
+    if (type.cache) await this.#sendCached(app, name);
     if (first) {
-      await bus.publish(
+      await bus.relay(
         app.id,
         name,
         memberAddedFrame(name, member.userId!, member.userInfo),
@@ -261,13 +294,20 @@ export class Connection implements SocketSession, Subscriber {
     }
   }
 
+  async #sendCached(app: AppConfig, name: string): Promise<void> {
+    const cached = await this.node.cluster.state.getCache(app.id, name);
+    this.socket.send(
+      cached ? channelEventFrame(cached.event, name, cached.data) : cacheMissFrame(name),
+    );
+  }
+
   /** Checks a subscribe request's auth; answers the presence member it joins as. */
   #authorize(
     app: AppConfig,
     name: string,
     kind: ChannelKind,
     request: SubscribeRequest,
-  ): { userId?: string; userInfo?: unknown } | { error: string } {
+  ): Partial<Member> | { error: string } {
     const refuse = (
       type: "AuthError" | "InvalidRequest" | "LimitReached",
       why: string,
@@ -278,7 +318,9 @@ export class Connection implements SocketSession, Subscriber {
       case "public":
         return {};
       case "user":
-        return refuse("AuthError", "Connection is not signed in as this user", 403);
+        return this.user !== undefined && this.user.id === userOfChannel(name)
+          ? {}
+          : refuse("AuthError", "Connection is not signed in as this user", 403);
       case "private":
       case "encrypted":
         if (!request.auth) return refuse("AuthError", "Missing auth", 401);
@@ -286,15 +328,21 @@ export class Connection implements SocketSession, Subscriber {
           ? {}
           : refuse("AuthError", "Invalid signature", 401);
       case "presence": {
-        if (request.channel_data === undefined) {
+        const channelData = request.channel_data;
+        if (channelData === undefined && !this.user) {
           return refuse("InvalidRequest", "Presence channels need channel_data", 400);
         }
         if (!request.auth) return refuse("AuthError", "Missing auth", 401);
-        const signed = `${this.socketId}:${name}:${request.channel_data}`;
+        // A signed-in socket may omit channel_data: its user_data says who it is.
+        const signed = channelData === undefined
+          ? `${this.socketId}:${name}`
+          : `${this.socketId}:${name}:${channelData}`;
         if (!verifySocketAuth(request.auth, app, signed)) {
           return refuse("AuthError", "Invalid signature", 401);
         }
-        const member = parseChannelData(request.channel_data);
+        const member = channelData === undefined
+          ? { userId: this.user!.id, userInfo: this.user!.userInfo }
+          : parseChannelData(channelData);
         if (typeof member === "string") return refuse("InvalidRequest", member, 400);
         const size = Buffer.byteLength(JSON.stringify(member.userInfo) ?? "");
         if (size > app.max_presence_member_size) {
@@ -320,9 +368,86 @@ export class Connection implements SocketSession, Subscriber {
     const { state, bus } = this.node.cluster;
     if (this.node.registry.remove(subscription.channel, this).last) bus.unlisten(app.id, name);
     await state.removeSubscription(app.id, name, this.socketId);
-    if (subscription.userId === undefined) return;
+    if (subscription.userId === undefined) {
+      this.node.countChanged(app, name);
+      return;
+    }
+    this.#leaveInternal(app, userControlChannel(subscription.userId));
     const { last } = await state.leavePresence(app.id, name, this.socketId, subscription.userId);
     if (last) await bus.relay(app.id, name, memberRemovedFrame(name, subscription.userId));
+  }
+
+  async #signin(app: AppConfig, request: SigninRequest): Promise<void> {
+    if (this.user) {
+      this.#sendError(ErrorCode.Unauthorized, "Connection is already signed in");
+      return;
+    }
+    const signed = `${this.socketId}::user::${request.user_data}`;
+    if (!verifySocketAuth(request.auth, app, signed)) {
+      this.#sendError(ErrorCode.Unauthorized, "Invalid signature for user_data");
+      return;
+    }
+    const user = parseUserData(request.user_data);
+    if (typeof user === "string") {
+      this.#sendError(ErrorCode.Unauthorized, user);
+      return;
+    }
+    this.user = user;
+    const { state, bus } = this.node.cluster;
+    const [{ first }] = await Promise.all([
+      state.signIn(app.id, user.id, this.socketId),
+      this.#joinInternal(app, userControlChannel(user.id)),
+      ...user.watchlist.map((id) => this.#joinInternal(app, watchersChannel(id))),
+    ]);
+    if (this.#isClosed()) return;
+    this.socket.send(signinSuccessFrame(user.userData));
+    if (user.watchlist.length > 0) {
+      const online = await state.onlineUsers(app.id, user.watchlist);
+      if (online.length > 0) {
+        this.socket.send(watchlistEventsFrame([{ name: "online", user_ids: online }]));
+      }
+    }
+    if (first) {
+      await bus.relay(
+        app.id,
+        watchersChannel(user.id),
+        watchlistEventsFrame([{ name: "online", user_ids: [user.id] }]),
+      );
+    }
+  }
+
+  async #signout(app: AppConfig, user: SignedInUser): Promise<void> {
+    this.#leaveInternal(app, userControlChannel(user.id));
+    for (const id of user.watchlist) this.#leaveInternal(app, watchersChannel(id));
+    const { last } = await this.node.cluster.state.signOut(app.id, user.id, this.socketId);
+    if (last) {
+      await this.node.cluster.bus.relay(
+        app.id,
+        watchersChannel(user.id),
+        watchlistEventsFrame([{ name: "offline", user_ids: [user.id] }]),
+      );
+    }
+  }
+
+  /** Joins a node-internal channel; resolves once its events will arrive. */
+  #joinInternal(app: AppConfig, name: string): Promise<void> {
+    const joined = this.#internal.get(name);
+    if (joined) {
+      joined.refs++;
+      return Promise.resolve();
+    }
+    const { channel } = this.node.registry.add(app.id, name, this);
+    this.#internal.set(name, { channel, refs: 1 });
+    return this.node.cluster.bus.listen(app.id, name);
+  }
+
+  #leaveInternal(app: AppConfig, name: string): void {
+    const joined = this.#internal.get(name);
+    if (!joined || --joined.refs > 0) return;
+    this.#internal.delete(name);
+    if (this.node.registry.remove(joined.channel, this).last) {
+      this.node.cluster.bus.unlisten(app.id, name);
+    }
   }
 
   #clientEvent(app: AppConfig, event: string, channel: string | undefined, data: unknown): void {
@@ -388,20 +513,20 @@ export class Connection implements SocketSession, Subscriber {
   }
 
   #closeWithError(code: number, message: string): void {
-    if (this.#state === "closed") return;
+    if (this.#isClosed()) return;
     this.socket.send(errorFrame(code, message));
     this.#close(code, message);
   }
 
   #close(code: number, reason: string): void {
-    if (this.#state === "closed") return;
+    if (this.#isClosed()) return;
     this.socket.close(code, reason);
     this.close(code);
   }
 
   /** The socket closed (either side): leave every channel and free the quota slot. */
   close(_code: number): void {
-    if (this.#state === "closed" && !this.#counted) return;
+    if (this.#isClosed() && !this.#counted) return;
     this.#state = "closed";
     this.node.connections.delete(this.socketId);
     const app = this.app;
@@ -409,25 +534,12 @@ export class Connection implements SocketSession, Subscriber {
     this.#counted = false;
     const subscriptions = [...this.subscriptions];
     this.subscriptions.clear();
-    Promise.all(subscriptions.map(([name, sub]) => this.#leave(app, name, sub)))
+    const user = this.user;
+    Promise.all([
+      ...subscriptions.map(([name, sub]) => this.#leave(app, name, sub)),
+      user ? this.#signout(app, user) : undefined,
+    ])
       .then(() => this.node.cluster.state.removeConnection(app.id, this.socketId))
       .catch((error) => this.#fail(error));
   }
-}
-
-/** Parses presence `channel_data`; a string is the reason it is refused. */
-function parseChannelData(raw: string): { userId: string; userInfo: unknown } | string {
-  let value: unknown;
-  try {
-    value = JSON.parse(raw);
-  } catch {
-    return "channel_data is not valid JSON";
-  }
-  if (value === null || typeof value !== "object") return "channel_data must be a JSON object";
-  const { user_id: userId, user_info: userInfo } = value as Record<string, unknown>;
-  if (typeof userId === "number" && Number.isFinite(userId)) {
-    return { userId: String(userId), userInfo: userInfo ?? null };
-  }
-  if (typeof userId === "string" && userId !== "") return { userId, userInfo: userInfo ?? null };
-  return "channel_data needs a user_id (a non-empty string or a number)";
 }

@@ -2,13 +2,18 @@
 import { isPresence } from "../channels/kinds.ts";
 import type {
   Bus,
+  CachedEvent,
   ChannelCounts,
   Cluster,
   ClusterHost,
+  CountClaim,
   JoinResult,
   LocalDelivery,
   State,
 } from "./types.ts";
+
+/** Subscription counts are announced at most this often per channel. */
+export const COUNT_ANNOUNCE_INTERVAL_MS = 1_000;
 
 interface PresenceUser {
   info: unknown;
@@ -21,18 +26,85 @@ interface AppState {
   subscriptions: Map<string, Set<string>>;
   /** presence channel -> user id -> member */
   presence: Map<string, Map<string, PresenceUser>>;
+  /** signed-in user id -> socket ids */
+  users: Map<string, Set<string>>;
+  cache: Map<string, CachedEvent & { expiresAt: number }>;
+  /** channel -> last announced subscription count and when */
+  announced: Map<string, { count: number; at: number }>;
 }
 
 export class LocalState implements State {
   readonly #apps = new Map<string, AppState>();
 
+  constructor(readonly now: () => number = Date.now) {}
+
   #app(appId: string): AppState {
     let app = this.#apps.get(appId);
     if (!app) {
-      app = { connections: new Set(), subscriptions: new Map(), presence: new Map() };
+      app = {
+        connections: new Set(),
+        subscriptions: new Map(),
+        presence: new Map(),
+        users: new Map(),
+        cache: new Map(),
+        announced: new Map(),
+      };
       this.#apps.set(appId, app);
     }
     return app;
+  }
+
+  signIn(appId: string, userId: string, socketId: string): Promise<{ first: boolean }> {
+    const { users } = this.#app(appId);
+    let sockets = users.get(userId);
+    if (!sockets) users.set(userId, sockets = new Set());
+    const first = sockets.size === 0;
+    sockets.add(socketId);
+    return Promise.resolve({ first });
+  }
+
+  signOut(appId: string, userId: string, socketId: string): Promise<{ last: boolean }> {
+    const { users } = this.#app(appId);
+    const sockets = users.get(userId);
+    if (!sockets?.delete(socketId) || sockets.size > 0) return Promise.resolve({ last: false });
+    users.delete(userId);
+    return Promise.resolve({ last: true });
+  }
+
+  onlineUsers(appId: string, userIds: readonly string[]): Promise<string[]> {
+    const { users } = this.#app(appId);
+    return Promise.resolve(userIds.filter((id) => users.has(id)));
+  }
+
+  setCache(appId: string, channel: string, event: CachedEvent, ttlSeconds: number): Promise<void> {
+    this.#app(appId).cache.set(channel, { ...event, expiresAt: this.now() + ttlSeconds * 1000 });
+    return Promise.resolve();
+  }
+
+  getCache(appId: string, channel: string): Promise<(CachedEvent & { ttl: number }) | undefined> {
+    const { cache } = this.#app(appId);
+    const entry = cache.get(channel);
+    if (!entry) return Promise.resolve(undefined);
+    const left = entry.expiresAt - this.now();
+    if (left <= 0) {
+      cache.delete(channel);
+      return Promise.resolve(undefined);
+    }
+    return Promise.resolve({ event: entry.event, data: entry.data, ttl: Math.ceil(left / 1000) });
+  }
+
+  claimCountAnnouncement(appId: string, channel: string): Promise<CountClaim> {
+    const app = this.#app(appId);
+    const count = app.subscriptions.get(channel)?.size ?? 0;
+    const last = app.announced.get(channel);
+    if (last?.count === count) return Promise.resolve({ kind: "unchanged" });
+    const now = this.now();
+    if (last && now - last.at < COUNT_ANNOUNCE_INTERVAL_MS) {
+      return Promise.resolve({ kind: "wait" });
+    }
+    if (count === 0) app.announced.delete(channel);
+    else app.announced.set(channel, { count, at: now });
+    return Promise.resolve({ kind: "announce", count });
   }
 
   addConnection(appId: string, socketId: string, max: number | null): Promise<boolean> {

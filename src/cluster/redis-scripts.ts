@@ -10,10 +10,17 @@
  *   {root}:{app}:subs:{channel}           SET   socket ids subscribed
  *   {root}:{app}:pinfo:{channel}          HASH  presence user id -> user_info JSON
  *   {root}:{app}:psock:{channel}:{user}   SET   socket ids present as that user
+ *   {root}:{app}:usock:{user}             SET   socket ids signed in as that user
+ *   {root}:{app}:cache:{channel}          STRING last cached event (JSON), with a TTL
+ *   {root}:{app}:counted                  HASH  channel -> last announced subscription count
+ *   {root}:{app}:countlock:{channel}      STRING held for a second after an announcement
  *
  * Every operation is idempotent (set adds and removes), so a node can re-register its whole share
  * after Redis restarts without double counting. Node entries are tab-separated:
  *   c {app} {socket} | s {app} {channel} {socket} | p {app} {channel} {socket} {user}
+ *   | u {app} {socket} {user}
+ * Scripts that can make members or users leave or return answer groups of five:
+ *   kind ('p' presence member, 'u' signed-in user), app, channel ('' for users), user, info
  */
 
 const PRELUDE = `
@@ -90,7 +97,29 @@ local function presence_leave(app, channel, sock, user)
   return 1
 end
 
--- Reverses every entry of a node; answers the presence members that left: app, channel, user...
+-- 1: the user's first signed-in socket anywhere.
+local function user_add(app, sock, user)
+  local socks = app_key(app) .. ':usock:' .. user
+  redis.call('SADD', socks, sock)
+  return redis.call('SCARD', socks) == 1 and 1 or 0
+end
+
+-- 1: the user's last signed-in socket anywhere left.
+local function user_remove(app, sock, user)
+  local socks = app_key(app) .. ':usock:' .. user
+  if redis.call('SREM', socks, sock) == 0 or redis.call('SCARD', socks) > 0 then return 0 end
+  return 1
+end
+
+local function push_change(list, kind, app, channel, user, info)
+  list[#list + 1] = kind
+  list[#list + 1] = app
+  list[#list + 1] = channel
+  list[#list + 1] = user
+  list[#list + 1] = info
+end
+
+-- Reverses every entry of a node; answers the members and users that left (groups of five).
 local function remove_node(node_id)
   local node = ROOT .. ':node:' .. node_id
   local removed = {}
@@ -104,11 +133,10 @@ local function remove_node(node_id)
       sub_remove(f[2], f[3], f[4])
     elseif kind == 'p' then
       local f = split(entry, 5)
-      if presence_leave(f[2], f[3], f[4], f[5]) == 1 then
-        removed[#removed + 1] = f[2]
-        removed[#removed + 1] = f[3]
-        removed[#removed + 1] = f[5]
-      end
+      if presence_leave(f[2], f[3], f[4], f[5]) == 1 then push_change(removed, 'p', f[2], f[3], f[5], '') end
+    elseif kind == 'u' then
+      local f = split(entry, 4)
+      if user_remove(f[2], f[3], f[4]) == 1 then push_change(removed, 'u', f[2], '', f[4], '') end
     end
   end
   redis.call('DEL', node)
@@ -185,7 +213,7 @@ return redis.call('SADD', ROOT .. ':nodes', NODE_ID) == 0 and 1 or 0
 
 /**
  * Removes every node whose lease has expired, atomically, so each dead node is swept once.
- * ARGV: root, node (the sweeper) → { app, channel, user, ... } members that left.
+ * ARGV: root, node (the sweeper) → groups of five: members and users that left.
  */
 export const SWEEP = script(`
 local removed = {}
@@ -197,7 +225,7 @@ end
 return removed
 `);
 
-/** Removes this node's own share (graceful stop). ARGV: root, node → members that left. */
+/** Removes this node's own share (graceful stop). ARGV: root, node → groups of five that left. */
 export const REMOVE_SELF = script(`
 return remove_node(NODE_ID)
 `);
@@ -205,7 +233,7 @@ return remove_node(NODE_ID)
 /**
  * Re-registers this node's share after Redis lost it. ARGV: root, node, lease ms, then groups:
  * 'c', app, socket | 's', app, channel, socket | 'p', app, channel, socket, user, info
- * → { app, channel, user, info, ... } presence members that are new again (member_added).
+ * | 'u', app, socket, user → groups of five: members and users that are back (were lost).
  */
 export const REGISTER = script(`
 redis.call('SET', ROOT .. ':lease:' .. NODE_ID, '1', 'PX', tonumber(ARGV[3]))
@@ -254,4 +282,49 @@ for _, channel in ipairs(redis.call('SMEMBERS', key .. ':channels')) do
   end
 end
 return reply
+`);
+
+/** ARGV: root, node, app, socket, user → 1 when the user just came online. */
+export const USER_ADD = script(`
+redis.call('SADD', NODE, 'u\\t' .. ARGV[3] .. '\\t' .. ARGV[4] .. '\\t' .. ARGV[5])
+return user_add(ARGV[3], ARGV[4], ARGV[5])
+`);
+
+/** ARGV: root, node, app, socket, user → 1 when the user just went offline. */
+export const USER_REMOVE = script(`
+redis.call('SREM', NODE, 'u\\t' .. ARGV[3] .. '\\t' .. ARGV[4] .. '\\t' .. ARGV[5])
+return user_remove(ARGV[3], ARGV[4], ARGV[5])
+`);
+
+/** ARGV: root, node, app, user ids... → the ids with a signed-in socket somewhere. */
+export const USERS_ONLINE = script(`
+local online = {}
+for i = 4, #ARGV do
+  if redis.call('SCARD', app_key(ARGV[3]) .. ':usock:' .. ARGV[i]) > 0 then
+    online[#online + 1] = ARGV[i]
+  end
+end
+return online
+`);
+
+/**
+ * ARGV: root, node, app, channel, interval ms → count to announce, -1 wait, -2 unchanged.
+ * Coalesces announcements cluster-wide: at most one per channel per interval.
+ */
+export const COUNT_CLAIM = script(`
+local key = app_key(ARGV[3])
+local channel = ARGV[4]
+local count = redis.call('SCARD', key .. ':subs:' .. channel)
+local last = redis.call('HGET', key .. ':counted', channel)
+if last and tonumber(last) == count then return -2 end
+if not last and count == 0 then return -2 end
+if not redis.call('SET', key .. ':countlock:' .. channel, '1', 'NX', 'PX', tonumber(ARGV[5])) then
+  return -1
+end
+if count == 0 then
+  redis.call('HDEL', key .. ':counted', channel)
+else
+  redis.call('HSET', key .. ':counted', channel, count)
+end
+return count
 `);

@@ -10,13 +10,17 @@ import { Redis, type RedisOptions } from "ioredis";
 import { isPresence } from "../channels/kinds.ts";
 import type { ClusterConfig } from "../config.ts";
 import { errorMessage, type Logger } from "../log.ts";
-import { memberAddedFrame, memberRemovedFrame } from "../protocol/encode.ts";
+import { watchersChannel } from "../channels/internal.ts";
+import { memberAddedFrame, memberRemovedFrame, watchlistEventsFrame } from "../protocol/encode.ts";
 import * as scripts from "./redis-scripts.ts";
+import { COUNT_ANNOUNCE_INTERVAL_MS } from "./local.ts";
 import type {
   Bus,
+  CachedEvent,
   ChannelCounts,
   Cluster,
   ClusterHost,
+  CountClaim,
   JoinResult,
   LocalDelivery,
   State,
@@ -268,6 +272,61 @@ class RedisState implements State {
     return channels;
   }
 
+  async signIn(appId: string, userId: string, socketId: string): Promise<{ first: boolean }> {
+    return { first: await this.cluster.run("USER_ADD", appId, socketId, userId) === 1 };
+  }
+
+  async signOut(appId: string, userId: string, socketId: string): Promise<{ last: boolean }> {
+    return { last: await this.cluster.run("USER_REMOVE", appId, socketId, userId) === 1 };
+  }
+
+  async onlineUsers(appId: string, userIds: readonly string[]): Promise<string[]> {
+    if (userIds.length === 0) return [];
+    return (await this.cluster.run("USERS_ONLINE", appId, ...userIds) as unknown[]).map(String);
+  }
+
+  async setCache(
+    appId: string,
+    channel: string,
+    event: CachedEvent,
+    ttlSeconds: number,
+  ): Promise<void> {
+    this.cluster.assertReady();
+    await this.cluster.commands.set(
+      this.#cacheKey(appId, channel),
+      JSON.stringify(event),
+      "EX",
+      ttlSeconds,
+    );
+  }
+
+  async getCache(
+    appId: string,
+    channel: string,
+  ): Promise<(CachedEvent & { ttl: number }) | undefined> {
+    const key = this.#cacheKey(appId, channel);
+    const [json, ttlMs] = await Promise.all([
+      this.cluster.commands.get(key),
+      this.cluster.commands.pttl(key),
+    ]);
+    if (json === null || ttlMs <= 0) return undefined;
+    const { event, data } = JSON.parse(json) as CachedEvent;
+    return { event, data, ttl: Math.ceil(ttlMs / 1000) };
+  }
+
+  #cacheKey(appId: string, channel: string): string {
+    return `${this.cluster.root}:${appId}:cache:${channel}`;
+  }
+
+  async claimCountAnnouncement(appId: string, channel: string): Promise<CountClaim> {
+    const reply = Number(
+      await this.cluster.run("COUNT_CLAIM", appId, channel, COUNT_ANNOUNCE_INTERVAL_MS),
+    );
+    if (reply === -1) return { kind: "wait" };
+    if (reply === -2) return { kind: "unchanged" };
+    return { kind: "announce", count: reply };
+  }
+
   async channel(appId: string, channel: string): Promise<ChannelCounts> {
     this.cluster.assertReady();
     const key = `${this.cluster.root}:${appId}`;
@@ -399,11 +458,8 @@ export class RedisCluster implements Cluster {
     for (const p of snapshot.presence) {
       args.push("p", p.appId, p.channel, p.socketId, p.userId, JSON.stringify(p.userInfo));
     }
-    const added = await this.run("REGISTER", ...args) as string[];
-    for (let i = 0; i + 3 < added.length; i += 4) {
-      const [appId, channel, userId, info] = added.slice(i, i + 4);
-      this.bus.relay(appId, channel, memberAddedFrame(channel, userId, parseInfo(info)));
-    }
+    for (const u of snapshot.users) args.push("u", u.appId, u.socketId, u.userId);
+    await this.#announce(await this.run("REGISTER", ...args) as string[], "joined");
   }
 
   async #heartbeat(): Promise<void> {
@@ -420,17 +476,27 @@ export class RedisCluster implements Cluster {
   async #sweep(): Promise<void> {
     if (this.commands.status !== "ready") return;
     try {
-      await this.#announceRemoved(await this.run("SWEEP") as string[]);
+      await this.#announce(await this.run("SWEEP") as string[], "left");
     } catch (error) {
       this.#log.warn("sweeping dead nodes failed", { error: errorMessage(error) });
     }
   }
 
-  async #announceRemoved(removed: string[]): Promise<void> {
+  /** Tells the cluster about members and users a script found joined again or gone. */
+  async #announce(changes: string[], direction: "joined" | "left"): Promise<void> {
     const relays: Promise<void>[] = [];
-    for (let i = 0; i + 2 < removed.length; i += 3) {
-      const [appId, channel, userId] = removed.slice(i, i + 3);
-      relays.push(this.bus.relay(appId, channel, memberRemovedFrame(channel, userId)));
+    for (let i = 0; i + 4 < changes.length; i += 5) {
+      const [kind, appId, channel, userId, info] = changes.slice(i, i + 5);
+      if (kind === "p") {
+        const frame = direction === "joined"
+          ? memberAddedFrame(channel, userId, parseInfo(info))
+          : memberRemovedFrame(channel, userId);
+        relays.push(this.bus.relay(appId, channel, frame));
+      } else {
+        const name = direction === "joined" ? "online" : "offline";
+        const frame = watchlistEventsFrame([{ name, user_ids: [userId] }]);
+        relays.push(this.bus.relay(appId, watchersChannel(userId), frame));
+      }
     }
     await Promise.all(relays);
   }
@@ -440,7 +506,7 @@ export class RedisCluster implements Cluster {
     this.#timers.forEach(clearInterval);
     if (this.commands.status === "ready") {
       try {
-        await this.#announceRemoved(await this.run("REMOVE_SELF") as string[]);
+        await this.#announce(await this.run("REMOVE_SELF") as string[], "left");
       } catch (error) {
         this.#log.warn("removing node state failed", { error: errorMessage(error) });
       }

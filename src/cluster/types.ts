@@ -46,6 +46,20 @@ export type JoinResult =
   | { ok: true; first: boolean; members: Map<string, unknown> }
   | { ok: false; reason: "full" };
 
+/** The last HTTP-triggered event of a cache channel. */
+export interface CachedEvent {
+  event: string;
+  data: string;
+}
+
+/** Whether a node may announce a channel's subscription count now (cluster-wide coalescing). */
+export type CountClaim =
+  | { kind: "announce"; count: number }
+  /** Someone announced within the last second: try again later. */
+  | { kind: "wait" }
+  /** The count is what was last announced. */
+  | { kind: "unchanged" };
+
 export interface State {
   /** Counts a new connection; false (and nothing counted) when the app is at `max`. */
   addConnection(appId: string, socketId: string, max: number | null): Promise<boolean>;
@@ -77,6 +91,20 @@ export interface State {
   ): Promise<{ last: boolean }>;
   presenceMembers(appId: string, channel: string): Promise<Map<string, unknown>>;
 
+  /** Records a signed-in socket; `first` when it is the user's first anywhere (goes online). */
+  signIn(appId: string, userId: string, socketId: string): Promise<{ first: boolean }>;
+  /** `last` when the user has no signed-in socket left anywhere (goes offline). */
+  signOut(appId: string, userId: string, socketId: string): Promise<{ last: boolean }>;
+  /** Which of these users have a signed-in socket somewhere. */
+  onlineUsers(appId: string, userIds: readonly string[]): Promise<string[]>;
+
+  setCache(appId: string, channel: string, event: CachedEvent, ttlSeconds: number): Promise<void>;
+  /** The cached event with its remaining TTL in seconds, if any. */
+  getCache(appId: string, channel: string): Promise<(CachedEvent & { ttl: number }) | undefined>;
+
+  /** Claims the right to announce a channel's subscription count (at most once a second). */
+  claimCountAnnouncement(appId: string, channel: string): Promise<CountClaim>;
+
   /** Occupied channels (at least one subscriber), optionally filtered by name prefix. */
   channels(appId: string, prefix?: string): Promise<Map<string, ChannelCounts>>;
   channel(appId: string, channel: string): Promise<ChannelCounts>;
@@ -93,6 +121,8 @@ export interface NodeSnapshot {
     userId: string;
     userInfo: unknown;
   }[];
+  /** Signed-in sockets. */
+  users: { appId: string; socketId: string; userId: string }[];
 }
 
 /** What the cluster layer needs from the node it serves. */

@@ -4,6 +4,7 @@
 import { Hono } from "hono";
 import type { Context, MiddlewareHandler } from "hono";
 import { bodyLimit } from "hono/body-limit";
+import { userControlChannel } from "../channels/internal.ts";
 import { channelType, isPresence } from "../channels/kinds.ts";
 import type { ChannelCounts } from "../cluster/types.ts";
 import type { AppConfig } from "../config.ts";
@@ -83,9 +84,14 @@ export function createHttpApp(node: ChorusNode): Hono<Env> {
     const target = c.get("app");
     const name = c.req.param("channel");
     if (!channelType(name)) throw new HttpError(400, `Invalid channel name "${name}"`);
-    const info = parseInfo(c.req.query("info"), ["user_count", "subscription_count"]);
+    const info = parseInfo(c.req.query("info"), ["user_count", "subscription_count", "cache"]);
     const counts = await state.channel(target.id, name);
-    return c.json({ occupied: counts.subscriptionCount > 0, ...countsFor(name, counts, info) });
+    const cached = info.has("cache") ? await state.getCache(target.id, name) : undefined;
+    return c.json({
+      occupied: counts.subscriptionCount > 0,
+      ...countsFor(name, counts, info),
+      ...(cached ? { cache: cached } : {}),
+    });
   });
 
   app.get("/apps/:appId/channels/:channel/users", async (c) => {
@@ -99,6 +105,18 @@ export function createHttpApp(node: ChorusNode): Hono<Env> {
     return c.json({ users: [...members.keys()].map((id) => ({ id })) });
   });
 
+  app.post("/apps/:appId/users/:userId/terminate_connections", async (c) => {
+    const target = c.get("app");
+    const userId = c.req.param("userId");
+    try {
+      await node.cluster.bus.publish(target.id, userControlChannel(userId), "terminate");
+    } catch (error) {
+      node.log.warn("terminate refused", { app: target.id, error: errorMessage(error) });
+      throw new HttpError(503, "Terminate could not reach the cluster; retry");
+    }
+    return c.json({});
+  });
+
   app.get("/apps/:appId/connections", async (c) => {
     return c.json({ connections: await state.connectionCount(c.get("app").id) });
   });
@@ -107,7 +125,13 @@ export function createHttpApp(node: ChorusNode): Hono<Env> {
   for (const path of ["/up", "/ready", "/apps/:appId/health", "/app/:key"]) {
     app.on(["POST", "PUT", "PATCH", "DELETE"], path, methodNotAllowed);
   }
-  for (const path of ["/apps/:appId/events", "/apps/:appId/batch_events"]) {
+  for (
+    const path of [
+      "/apps/:appId/events",
+      "/apps/:appId/batch_events",
+      "/apps/:appId/users/:userId/terminate_connections",
+    ]
+  ) {
     app.on(["GET", "PUT", "PATCH", "DELETE"], path, methodNotAllowed);
   }
   for (
@@ -184,6 +208,17 @@ async function publish(node: ChorusNode, app: AppConfig, event: OutgoingEvent): 
     node.log.warn("publish refused", { app: app.id, error: errorMessage(error) });
     throw new HttpError(503, "Event could not be delivered to the cluster; retry");
   }
+  // Cache channels keep the last event for later subscribers, even with none now.
+  await Promise.all(
+    event.channels.filter((channel) => channelType(channel)?.cache).map((channel) =>
+      node.cluster.state.setCache(
+        app.id,
+        channel,
+        { event: event.name, data: event.data },
+        app.cache_ttl,
+      )
+    ),
+  );
 }
 
 async function channelInfos(

@@ -101,3 +101,31 @@ export function memberRemovedFrame(channel: string, userId: string): string {
     data: JSON.stringify({ user_id: userId }),
   });
 }
+
+export function signinSuccessFrame(userData: string): string {
+  return JSON.stringify({
+    event: "pusher:signin_success",
+    data: JSON.stringify({ user_data: userData }),
+  });
+}
+
+export function watchlistEventsFrame(
+  events: { name: "online" | "offline"; user_ids: string[] }[],
+): string {
+  return JSON.stringify({
+    event: "pusher_internal:watchlist_events",
+    data: JSON.stringify({ events }),
+  });
+}
+
+export function cacheMissFrame(channel: string): string {
+  return JSON.stringify({ event: "pusher:cache_miss", channel });
+}
+
+export function subscriptionCountFrame(channel: string, count: number): string {
+  return JSON.stringify({
+    event: "pusher_internal:subscription_count",
+    channel,
+    data: JSON.stringify({ subscription_count: count }),
+  });
+}

@@ -1,0 +1,96 @@
+/**
+ * Baseline for the benchmark: the least a Bun server can do to look like Chorus to the load
+ * generator. Bun.serve accepts sockets, answers connection_established / subscription_succeeded,
+ * and fans out `POST /apps/{id}/events` and `/batch_events` with the native `server.publish`
+ * topic, building the very same frame bytes Chorus sends. No signature checks, no state.
+ *
+ *   HOST=127.0.0.1 PORT=0 bun bench/bare-bun.ts
+ */
+import type { Server, ServerWebSocket } from "bun";
+
+interface EventBody {
+  name: string;
+  data: unknown;
+  channel?: string;
+  channels?: string[];
+}
+
+const hostname = process.env.HOST ?? "127.0.0.1";
+const port = Number(process.env.PORT ?? 0);
+let sequence = 0;
+
+function eventFrame(name: string, channel: string, data: unknown): string {
+  // Chorus sends `data` as the string it was given (an object is JSON-encoded first).
+  return JSON.stringify({
+    event: name,
+    channel,
+    data: typeof data === "string" ? data : JSON.stringify(data),
+  });
+}
+
+function publishEvent(server: Server<unknown>, event: EventBody): void {
+  const channels = event.channels ?? (event.channel === undefined ? [] : [event.channel]);
+  for (const channel of channels) {
+    server.publish(channel, eventFrame(event.name, channel, event.data));
+  }
+}
+
+function subscribed(channel: string): string {
+  const data = channel.startsWith("presence-")
+    ? JSON.stringify({ presence: { ids: [], hash: {}, count: 0 } })
+    : "{}";
+  return JSON.stringify({ event: "pusher_internal:subscription_succeeded", channel, data });
+}
+
+const server = Bun.serve({
+  hostname,
+  port,
+  async fetch(request, server) {
+    const path = new URL(request.url).pathname;
+    if (path.startsWith("/app/")) {
+      return server.upgrade(request, { data: undefined })
+        ? undefined
+        : new Response("expected a WebSocket upgrade", { status: 400 });
+    }
+    if (request.method === "POST" && path.endsWith("/batch_events")) {
+      const body = await request.json() as { batch: EventBody[] };
+      for (const event of body.batch) publishEvent(server, event);
+      return Response.json({ batch: body.batch.map(() => ({})) });
+    }
+    if (request.method === "POST" && path.endsWith("/events")) {
+      publishEvent(server, await request.json() as EventBody);
+      return Response.json({});
+    }
+    return new Response("not found", { status: 404 });
+  },
+  websocket: {
+    // The same socket settings as Chorus's Bun adapter.
+    maxPayloadLength: 10_000,
+    idleTimeout: 0,
+    sendPings: false,
+    open(ws: ServerWebSocket<unknown>) {
+      const socketId = `1.${++sequence}`;
+      ws.send(JSON.stringify({
+        event: "pusher:connection_established",
+        data: JSON.stringify({ socket_id: socketId, activity_timeout: 30 }),
+      }));
+    },
+    message(ws: ServerWebSocket<unknown>, message: string | Buffer) {
+      const frame = JSON.parse(String(message)) as { event: string; data?: { channel?: string } };
+      if (frame.event === "pusher:subscribe" && frame.data?.channel) {
+        ws.subscribe(frame.data.channel);
+        ws.send(subscribed(frame.data.channel));
+      } else if (frame.event === "pusher:unsubscribe" && frame.data?.channel) {
+        ws.unsubscribe(frame.data.channel);
+      } else if (frame.event === "pusher:ping") {
+        ws.send('{"event":"pusher:pong","data":"{}"}');
+      }
+    },
+  },
+});
+
+console.log(JSON.stringify({ level: "info", msg: "listening", port: server.port, runtime: "bun" }));
+process.on("SIGTERM", () => {
+  server.stop(true);
+  process.exit(0);
+});

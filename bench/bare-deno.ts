@@ -1,0 +1,112 @@
+/**
+ * Baseline for the benchmark: the least a Deno server can do to look like Chorus to the load
+ * generator. Deno.serve + Deno.upgradeWebSocket; each channel is a Set of sockets and fan-out is
+ * a loop over it, sending the very same frame bytes Chorus sends. No signature checks, no state.
+ *
+ *   HOST=127.0.0.1 PORT=0 deno run --allow-net --allow-env bench/bare-deno.ts
+ */
+
+interface EventBody {
+  name: string;
+  data: unknown;
+  channel?: string;
+  channels?: string[];
+}
+
+const OPEN = 1;
+const hostname = Deno.env.get("HOST") ?? "127.0.0.1";
+const port = Number(Deno.env.get("PORT") ?? 0);
+const channels = new Map<string, Set<WebSocket>>();
+let sequence = 0;
+
+function eventFrame(name: string, channel: string, data: unknown): string {
+  // Chorus sends `data` as the string it was given (an object is JSON-encoded first).
+  return JSON.stringify({
+    event: name,
+    channel,
+    data: typeof data === "string" ? data : JSON.stringify(data),
+  });
+}
+
+function publishEvent(event: EventBody): void {
+  const names = event.channels ?? (event.channel === undefined ? [] : [event.channel]);
+  for (const name of names) {
+    const sockets = channels.get(name);
+    if (!sockets) continue;
+    const frame = eventFrame(event.name, name, event.data);
+    for (const socket of sockets) {
+      if (socket.readyState === OPEN) socket.send(frame);
+    }
+  }
+}
+
+function subscribed(channel: string): string {
+  const data = channel.startsWith("presence-")
+    ? JSON.stringify({ presence: { ids: [], hash: {}, count: 0 } })
+    : "{}";
+  return JSON.stringify({ event: "pusher_internal:subscription_succeeded", channel, data });
+}
+
+function accept(request: Request): Response {
+  const { socket, response } = Deno.upgradeWebSocket(request, { idleTimeout: 0 });
+  const joined = new Set<string>();
+  socket.onopen = () => {
+    const socketId = `1.${++sequence}`;
+    socket.send(JSON.stringify({
+      event: "pusher:connection_established",
+      data: JSON.stringify({ socket_id: socketId, activity_timeout: 30 }),
+    }));
+  };
+  socket.onmessage = (message) => {
+    const frame = JSON.parse(String(message.data)) as {
+      event: string;
+      data?: { channel?: string };
+    };
+    const channel = frame.data?.channel;
+    if (frame.event === "pusher:subscribe" && channel) {
+      let sockets = channels.get(channel);
+      if (!sockets) channels.set(channel, sockets = new Set());
+      sockets.add(socket);
+      joined.add(channel);
+      socket.send(subscribed(channel));
+    } else if (frame.event === "pusher:unsubscribe" && channel) {
+      channels.get(channel)?.delete(socket);
+      joined.delete(channel);
+    } else if (frame.event === "pusher:ping") {
+      socket.send('{"event":"pusher:pong","data":"{}"}');
+    }
+  };
+  socket.onclose = () => {
+    for (const channel of joined) {
+      const sockets = channels.get(channel);
+      sockets?.delete(socket);
+      if (sockets?.size === 0) channels.delete(channel);
+    }
+  };
+  return response;
+}
+
+const server = Deno.serve({
+  hostname,
+  port,
+  onListen: ({ port }) => {
+    console.log(JSON.stringify({ level: "info", msg: "listening", port, runtime: "deno" }));
+  },
+}, async (request) => {
+  const path = new URL(request.url).pathname;
+  if (path.startsWith("/app/")) return accept(request);
+  if (request.method === "POST" && path.endsWith("/batch_events")) {
+    const body = await request.json() as { batch: EventBody[] };
+    for (const event of body.batch) publishEvent(event);
+    return Response.json({ batch: body.batch.map(() => ({})) });
+  }
+  if (request.method === "POST" && path.endsWith("/events")) {
+    publishEvent(await request.json() as EventBody);
+    return Response.json({});
+  }
+  return new Response("not found", { status: 404 });
+});
+
+Deno.addSignalListener("SIGTERM", () => {
+  server.shutdown().finally(() => Deno.exit(0));
+});

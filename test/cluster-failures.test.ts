@@ -1,0 +1,434 @@
+// What a cluster does when things break: a node killed with SIGKILL (its presence members are
+// removed by a survivor once its lease expires, exactly once), Redis going away and coming back
+// (503 while down, readiness, resubscription and presence re-registration after), and nodes that
+// receive pub/sub through a read replica (REDIS_SUBSCRIBE_URL). Nodes mix Bun and Deno.
+import { after, before, describe, it } from "node:test";
+import assert from "node:assert/strict";
+import type { Redis } from "ioredis";
+import PusherServer from "pusher";
+import { MAIN, standardApps } from "./helpers/apps.ts";
+import { disconnectAll, pusherClient, serverSdk, subscribed } from "./helpers/clients.ts";
+import {
+  type ClusterNode,
+  health,
+  otherRuntime,
+  runnerRuntime,
+  startNode,
+  stopAllNodes,
+  waitReady,
+} from "./helpers/nodes.ts";
+import { Recorder } from "./helpers/recorder.ts";
+import {
+  adminClient,
+  busChannel,
+  closeRedisClients,
+  deleteKeys,
+  randomPrefix,
+  REDIS_URL,
+  RedisServer,
+  stopAllRedisServers,
+  waitNumsub,
+  waitReplicaLinked,
+} from "./helpers/redis.ts";
+import { Api, channelAuth } from "./helpers/sign.ts";
+import {
+  closeAllRawSockets,
+  connectSocket,
+  dataOf,
+  type Frame,
+  type RawSocket,
+} from "./helpers/ws.ts";
+import { delay, until, withTimeout } from "./helpers/wait.ts";
+
+const LEASE_MS = 2000;
+const config = { apps: standardApps() };
+
+function got(s: RawSocket, event: string, channel: string): Frame[] {
+  return s.log.filter((f) => f.event === event && f.channel === channel);
+}
+
+async function joinPresence(s: RawSocket, channel: string, userId: string): Promise<void> {
+  const cd = JSON.stringify({ user_id: userId, user_info: { name: userId } });
+  await s.subscribeOk(channel, {
+    auth: channelAuth(MAIN, s.socketId!, channel, cd),
+    channel_data: cd,
+  });
+}
+
+async function channelInfo(node: ClusterNode, channel: string): Promise<unknown> {
+  const res = await new Api(node, MAIN).get(`/channels/${channel}`, {
+    info: "user_count,subscription_count",
+  });
+  assert.equal(res.status, 200, `${node.name} GET /channels/${channel}: ${res.text}`);
+  return res.json;
+}
+
+async function userIds(node: ClusterNode, channel: string): Promise<string[]> {
+  const res = await new Api(node, MAIN).get(`/channels/${channel}/users`);
+  assert.equal(res.status, 200, `${node.name} GET /users: ${res.text}`);
+  return (res.json as { users: { id: string }[] }).users.map((u) => u.id).sort();
+}
+
+/** Polls until `read()` deep-equals `expected`; fails with the last value. */
+async function eventually(
+  read: () => Promise<unknown>,
+  expected: unknown,
+  what: string,
+  timeout = 5000,
+): Promise<void> {
+  let last: unknown;
+  try {
+    await until(
+      async () => {
+        last = await read();
+        try {
+          assert.deepEqual(last, expected);
+          return true;
+        } catch {
+          return false;
+        }
+      },
+      what,
+      { timeout, interval: 50 },
+    );
+  } catch {
+    assert.deepEqual(last, expected, `${what} (after ${timeout} ms)`);
+  }
+}
+
+async function cleanup(prefix: string, url: string | undefined): Promise<void> {
+  disconnectAll();
+  closeAllRawSockets();
+  await stopAllNodes();
+  if (url) await deleteKeys(adminClient(url), prefix).catch(() => {});
+  await closeRedisClients();
+  await stopAllRedisServers();
+}
+
+// ---- 6. node kill ----------------------------------------------------------------------------
+
+describe(`cluster: a node killed with SIGKILL (B=${otherRuntime} dies; A, C=${runnerRuntime})`, {
+  timeout: 60000,
+}, () => {
+  const prefix = randomPrefix("kill");
+  let a: ClusterNode;
+  let b: ClusterNode;
+  let c: ClusterNode;
+
+  before(async () => {
+    const common = { redisUrl: REDIS_URL, prefix, leaseMs: LEASE_MS, config };
+    [a, b, c] = await Promise.all([
+      startNode({ ...common, runtime: runnerRuntime, name: "A" }),
+      startNode({ ...common, runtime: otherRuntime, name: "B" }),
+      startNode({ ...common, runtime: runnerRuntime, name: "C" }),
+    ]);
+    await Promise.all([a, b, c].map((node) => waitReady(node)));
+  });
+  after(() => cleanup(prefix, REDIS_URL));
+
+  it("survivors remove the dead node's members within the lease window, exactly once", {
+    timeout: 40000,
+  }, async () => {
+    const ch = "presence-kill";
+    const pub = "kill-public";
+    const obsA = await connectSocket(a.wsUrl(MAIN.key));
+    const obsC = await connectSocket(c.wsUrl(MAIN.key));
+    const victim = await connectSocket(b.wsUrl(MAIN.key));
+    const bothA = await connectSocket(a.wsUrl(MAIN.key));
+    const bothB = await connectSocket(b.wsUrl(MAIN.key));
+    await joinPresence(obsA, ch, "obs-a");
+    await joinPresence(obsC, ch, "obs-c");
+    await joinPresence(victim, ch, "victim");
+    await joinPresence(bothA, ch, "both");
+    await joinPresence(bothB, ch, "both");
+    await victim.subscribeOk(pub);
+    await obsA.subscribeOk(pub);
+
+    await eventually(() => channelInfo(a, ch), {
+      occupied: true,
+      user_count: 4,
+      subscription_count: 5,
+    }, "presence counts before the kill");
+    const conns = await new Api(c, MAIN).get("/connections");
+    const connsBefore = (conns.json as { connections: number }).connections;
+    assert.equal(connsBefore, 5, `connections before the kill: ${conns.text}`);
+
+    const killedAt = Date.now();
+    b.kill("SIGKILL");
+    await b.exited;
+
+    const window = 1.5 * LEASE_MS + 3000;
+    const [ra, rc] = await Promise.all([
+      obsA.next(
+        (f) => f.event === "pusher_internal:member_removed" && f.channel === ch,
+        "member_removed on A",
+        window,
+      ),
+      obsC.next(
+        (f) => f.event === "pusher_internal:member_removed" && f.channel === ch,
+        "member_removed on C",
+        window,
+      ),
+    ]);
+    const elapsed = Date.now() - killedAt;
+    assert.deepEqual(dataOf(ra), { user_id: "victim" });
+    assert.deepEqual(dataOf(rc), { user_id: "victim" });
+    assert.ok(elapsed <= window, `member_removed after ${elapsed} ms (window ${window} ms)`);
+
+    for (const node of [a, c]) {
+      await eventually(() => channelInfo(node, ch), {
+        occupied: true,
+        user_count: 3,
+        subscription_count: 3,
+      }, `${node.name}: presence counts after the kill`);
+      assert.deepEqual(await userIds(node, ch), ["both", "obs-a", "obs-c"]);
+      await eventually(
+        async () =>
+          ((await channelInfo(node, pub)) as { subscription_count?: number }).subscription_count,
+        1,
+        `${node.name}: the dead node's public subscription is no longer counted`,
+      );
+      await eventually(
+        async () =>
+          ((await new Api(node, MAIN).get("/connections")).json as { connections: number })
+            .connections,
+        connsBefore - 2,
+        `${node.name}: the dead node's connections are no longer counted`,
+      );
+    }
+
+    // Exactly once: A and C both watch for expired leases; give them another full lease period
+    // to (wrongly) clean up again, then let a marker flush everything published before it.
+    await delay(LEASE_MS + 500);
+    await serverSdk(c, MAIN).trigger(ch, "after-kill", {});
+    await Promise.all([obsA.nextEvent("after-kill", ch), obsC.nextEvent("after-kill", ch)]);
+    for (const [who, s] of [["A", obsA], ["C", obsC]] as const) {
+      const removed = got(s, "pusher_internal:member_removed", ch);
+      assert.deepEqual(
+        removed.map((f) => dataOf(f)),
+        [{ user_id: "victim" }],
+        `${who}: one member_removed, for the victim only ("both" is still on A)`,
+      );
+    }
+  });
+});
+
+// ---- 7. Redis outage -------------------------------------------------------------------------
+
+describe(`cluster: Redis stops and comes back (A=${runnerRuntime}, B=${otherRuntime})`, {
+  timeout: 60000,
+}, () => {
+  const prefix = randomPrefix("fault");
+  let redisServer: RedisServer;
+  let a: ClusterNode;
+  let b: ClusterNode;
+
+  before(async () => {
+    redisServer = await RedisServer.start();
+    const common = { redisUrl: redisServer.url, prefix, leaseMs: LEASE_MS, config };
+    [a, b] = await Promise.all([
+      startNode({ ...common, runtime: runnerRuntime, name: "A" }),
+      startNode({ ...common, runtime: otherRuntime, name: "B" }),
+    ]);
+    await Promise.all([a, b].map((node) => waitReady(node)));
+  });
+  after(() => cleanup(prefix, undefined));
+
+  it("answers 503 while Redis is down, recovers by itself and delivers every later event", {
+    timeout: 45000,
+  }, async () => {
+    const ch = "outage-news";
+    const pres = "presence-outage";
+    const sA = await connectSocket(a.wsUrl(MAIN.key));
+    const sB = await connectSocket(b.wsUrl(MAIN.key));
+    await sA.subscribeOk(ch);
+    await sB.subscribeOk(ch);
+    await joinPresence(sA, pres, "u-a");
+    await joinPresence(sB, pres, "u-b");
+    const pB = pusherClient(b, MAIN);
+    const chB = pB.subscribe(ch);
+    const recB = new Recorder("pusher-js on B");
+    chB.bind_global(recB.global);
+    await subscribed(chB);
+
+    await serverSdk(a, MAIN).trigger(ch, "before", {});
+    await Promise.all([
+      sA.nextEvent("before", ch),
+      sB.nextEvent("before", ch),
+      recB.wait("before"),
+    ]);
+    await eventually(() => channelInfo(b, pres), {
+      occupied: true,
+      user_count: 2,
+      subscription_count: 2,
+    }, "presence counts before the outage");
+
+    // Redis goes away.
+    await redisServer.stopProcess("SIGKILL");
+    for (const node of [a, b]) {
+      const down = await waitReady(node, 503, 10000);
+      const err = (down.body as { error?: unknown } | undefined)?.error;
+      assert.equal(
+        typeof err,
+        "string",
+        `${node.name} /ready 503 body names the problem: ${JSON.stringify(down.body)}`,
+      );
+      assert.equal((await health(node, "/up")).status, 200, `${node.name} /up stays 200`);
+      const sdk = serverSdk(node, MAIN);
+      const failure = await withTimeout(
+        sdk.trigger(ch, "during", {}).then(
+          (res) => ({ status: res.status }),
+          (e: unknown) => ({ status: (e as PusherServer.RequestError).status }),
+        ),
+        10000,
+        `${node.name}: POST /events while Redis is down`,
+      );
+      assert.equal(failure.status, 503, `${node.name}: POST /events while Redis is down`);
+      const batch = await withTimeout(
+        sdk.triggerBatch([{ channel: ch, name: "during-batch", data: "{}" }]).then(
+          (res) => ({ status: res.status }),
+          (e: unknown) => ({ status: (e as PusherServer.RequestError).status }),
+        ),
+        10000,
+        `${node.name}: POST /batch_events while Redis is down`,
+      );
+      assert.equal(batch.status, 503, `${node.name}: POST /batch_events while Redis is down`);
+    }
+    assert.ok(a.running && b.running, "nodes survive the outage");
+
+    // Redis comes back, empty (no persistence), on the same port.
+    await redisServer.startProcess();
+    await Promise.all([a, b].map((node) => waitReady(node, 200, 20000)));
+
+    // Every event triggered after recovery reaches the subscriptions made before the outage.
+    const names = ["after-1", "after-2", "after-3", "after-4"];
+    await serverSdk(a, MAIN).trigger(ch, names[0], { n: 0 });
+    await serverSdk(b, MAIN).trigger(ch, names[1], { n: 1 });
+    await serverSdk(a, MAIN).triggerBatch([{ channel: ch, name: names[2], data: "{}" }]);
+    await serverSdk(b, MAIN).trigger(ch, names[3], {});
+    for (const name of names) {
+      await Promise.all([sA.nextEvent(name, ch), sB.nextEvent(name, ch), recB.wait(name)]);
+    }
+    await serverSdk(a, MAIN).trigger(ch, "flush", {});
+    await Promise.all([sA.nextEvent("flush", ch), sB.nextEvent("flush", ch), recB.wait("flush")]);
+    for (const name of names) {
+      assert.equal(got(sA, name, ch).length, 1, `A: ${name} once`);
+      assert.equal(got(sB, name, ch).length, 1, `B: ${name} once`);
+      assert.equal(recB.count(name), 1, `pusher-js on B: ${name} once`);
+    }
+    for (const s of [sA, sB]) {
+      assert.equal(
+        got(s, "during", ch).length + got(s, "during-batch", ch).length,
+        0,
+        "refused events were not delivered",
+      );
+    }
+
+    // Presence state was registered again in the new Redis.
+    for (const node of [a, b]) {
+      await eventually(
+        async () => ((await channelInfo(node, pres)) as { user_count?: number }).user_count,
+        2,
+        `${node.name}: user_count after Redis came back`,
+        10000,
+      );
+      assert.deepEqual(await userIds(node, pres), ["u-a", "u-b"]);
+    }
+    // Client events still cross nodes.
+    const pv = "private-outage";
+    await sA.subscribeOk(pv, { auth: channelAuth(MAIN, sA.socketId!, pv) });
+    await sB.subscribeOk(pv, { auth: channelAuth(MAIN, sB.socketId!, pv) });
+    sA.send({ event: "client-after", channel: pv, data: { ok: true } });
+    assert.deepEqual((await sB.nextEvent("client-after", pv)).data, { ok: true });
+  });
+});
+
+// ---- 8. REDIS_SUBSCRIBE_URL ------------------------------------------------------------------
+
+describe(
+  `cluster: node B subscribes through a read replica (A=${runnerRuntime}, B=${otherRuntime})`,
+  {
+    timeout: 60000,
+  },
+  () => {
+    const prefix = randomPrefix("replica");
+    let primary: RedisServer;
+    let replica: RedisServer;
+    let primaryClient: Redis;
+    let replicaClient: Redis;
+    let a: ClusterNode;
+    let b: ClusterNode;
+
+    before(async () => {
+      // No 5 s wait before the full sync a new replica asks for.
+      primary = await RedisServer.start({ args: ["--repl-diskless-sync-delay", "0"] });
+      replica = await RedisServer.start({
+        args: ["--replicaof", "127.0.0.1", String(primary.port)],
+      });
+      primaryClient = adminClient(primary.url);
+      replicaClient = adminClient(replica.url);
+      await waitReplicaLinked(replicaClient);
+      const common = { redisUrl: primary.url, prefix, leaseMs: LEASE_MS, config };
+      [a, b] = await Promise.all([
+        startNode({ ...common, runtime: runnerRuntime, name: "A", region: "ams" }),
+        startNode({
+          ...common,
+          runtime: otherRuntime,
+          name: "B",
+          region: "syd",
+          subscribeUrl: replica.url,
+        }),
+      ]);
+      await Promise.all([a, b].map((node) => waitReady(node)));
+    });
+    after(() => cleanup(prefix, undefined));
+
+    it("events triggered on A reach B's subscribers through the replica, and back", {
+      timeout: 30000,
+    }, async () => {
+      const ch = "replica-news";
+      const topic = busChannel(prefix, MAIN.id, ch);
+      const sB = await connectSocket(b.wsUrl(MAIN.key));
+      await sB.subscribeOk(ch);
+      // B listens on the replica, not on the primary.
+      await waitNumsub(replicaClient, prefix, topic, 1);
+      await waitNumsub(primaryClient, prefix, topic, 0);
+
+      const pB = pusherClient(b, MAIN);
+      const chB = pB.subscribe(ch);
+      const recB = new Recorder("pusher-js on B");
+      chB.bind_global(recB.global);
+      await subscribed(chB);
+
+      await serverSdk(a, MAIN).trigger(ch, "from-a", { via: "replica" });
+      const f = await sB.nextEvent("from-a", ch);
+      assert.equal(f.data, JSON.stringify({ via: "replica" }));
+      assert.deepEqual((await recB.wait("from-a")).data, { via: "replica" });
+
+      // A's subscriber (on the primary) gets events triggered on B.
+      const sA = await connectSocket(a.wsUrl(MAIN.key));
+      await sA.subscribeOk(ch);
+      await waitNumsub(primaryClient, prefix, topic, 1);
+      await serverSdk(b, MAIN).trigger(ch, "from-b", {});
+      await Promise.all([
+        sA.nextEvent("from-b", ch),
+        sB.nextEvent("from-b", ch),
+        recB.wait("from-b"),
+      ]);
+
+      // Client events from A reach B through the replica.
+      const pv = "private-replica";
+      await sA.subscribeOk(pv, { auth: channelAuth(MAIN, sA.socketId!, pv) });
+      await sB.subscribeOk(pv, { auth: channelAuth(MAIN, sB.socketId!, pv) });
+      sA.send({ event: "client-hi", channel: pv, data: { from: "a" } });
+      assert.deepEqual((await sB.nextEvent("client-hi", pv)).data, { from: "a" });
+
+      await serverSdk(a, MAIN).trigger(ch, "flush", {});
+      await Promise.all([sA.nextEvent("flush", ch), sB.nextEvent("flush", ch), recB.wait("flush")]);
+      assert.equal(got(sB, "from-a", ch).length, 1, "B: from-a once");
+      assert.equal(got(sB, "from-b", ch).length, 1, "B: from-b once");
+      assert.equal(got(sA, "from-b", ch).length, 1, "A: from-b once");
+      assert.equal(recB.count("from-a"), 1);
+    });
+  },
+);
