@@ -1,7 +1,7 @@
 /** Bun runtime adapter: Bun.serve + hono/bun, native uWS topics for fan-out. */
 import type { Server, ServerWebSocket } from "bun";
 // hono/bun's helpers are marked deprecated in favour of @hono/bun, which is not published yet.
-import { upgradeWebSocket, websocket } from "hono/bun";
+import { getConnInfo, upgradeWebSocket, websocket } from "hono/bun";
 import type {
   HttpApp,
   RunningServer,
@@ -32,6 +32,10 @@ class BunSocket implements SocketHandle {
   unsubscribe(topic: string): void {
     // uWS drops a closed socket's topics by itself.
     if (this.raw.readyState === OPEN) this.raw.unsubscribe(topic);
+  }
+
+  bufferedAmount(): number {
+    return this.raw.readyState === OPEN ? this.raw.getBufferedAmount() : 0;
   }
 }
 
@@ -65,6 +69,10 @@ export function createBunAdapter(): RuntimeAdapter {
       else server?.publish(topic, frame);
     },
 
+    clientAddress(c) {
+      return getConnInfo(c).remote.address ?? "unknown";
+    },
+
     serve(app: HttpApp, options: ServeOptions): Promise<RunningServer> {
       const running = Bun.serve({
         hostname: options.hostname,
@@ -73,6 +81,8 @@ export function createBunAdapter(): RuntimeAdapter {
         websocket: {
           ...websocket,
           maxPayloadLength: options.maxPayloadLength,
+          backpressureLimit: options.backpressureLimit,
+          closeOnBackpressureLimit: true,
           // Liveness is Pusher's activity_timeout, done by the core; Bun's own timer is off.
           idleTimeout: 0,
           sendPings: false,

@@ -1,6 +1,6 @@
 /** Deno runtime adapter: Deno.serve + hono/deno; fan-out walks the channel's subscriber set. */
 // hono/deno's helpers are marked deprecated in favour of @hono/deno, which is not published yet.
-import { upgradeWebSocket } from "hono/deno";
+import { getConnInfo, upgradeWebSocket } from "hono/deno";
 import type {
   HttpApp,
   RunningServer,
@@ -26,6 +26,10 @@ class DenoSocket implements SocketHandle {
 
   subscribe(): void {}
   unsubscribe(): void {}
+
+  bufferedAmount(): number {
+    return this.raw.bufferedAmount;
+  }
 }
 
 export function createDenoAdapter(): RuntimeAdapter {
@@ -54,6 +58,10 @@ export function createDenoAdapter(): RuntimeAdapter {
       for (const subscriber of subscribers) {
         if (subscriber !== except) subscriber.socket.send(frame);
       }
+    },
+
+    clientAddress(c) {
+      return getConnInfo(c).remote.address ?? "unknown";
     },
 
     serve(app: HttpApp, options: ServeOptions): Promise<RunningServer> {

@@ -45,6 +45,8 @@ const AppSchema = v.strictObject({
   cache_ttl: v.optional(positiveInt, 1_800),
   /** Send pusher_internal:subscription_count to subscribers of non-presence channels. */
   subscription_count: v.optional(v.boolean(), false),
+  /** HTTP API requests per second for this app on each node (429 beyond); null means no limit. */
+  api_rate_limit: v.optional(v.nullable(positiveInt), null),
 });
 
 const FileSchema = v.strictObject({
@@ -52,6 +54,12 @@ const FileSchema = v.strictObject({
   port: v.optional(v.pipe(nonNegativeInt, v.maxValue(65_535))),
   path: v.optional(v.string()),
   log_level: v.optional(v.picklist(["debug", "info", "warn", "error"])),
+  drain_ms: v.optional(nonNegativeInt),
+  metrics_token: v.optional(nonEmpty),
+  metrics_port: v.optional(v.pipe(nonNegativeInt, v.maxValue(65_535))),
+  trust_proxy: v.optional(v.boolean()),
+  ip_connection_rate: v.optional(v.nullable(positiveInt)),
+  socket_buffer_limit: v.optional(positiveInt),
   apps: v.optional(v.pipe(v.array(AppSchema), v.minLength(1))),
   cluster: v.optional(v.strictObject({
     driver: v.optional(v.picklist(["local", "redis"])),
@@ -89,6 +97,18 @@ export interface Config {
   /** True when no app was configured and the demo app is running. */
   demoApp: boolean;
   cluster: ClusterConfig;
+  /** On SIGTERM/SIGINT, sockets are closed (4200) spread over this many milliseconds. */
+  drainMs: number;
+  /** Bearer token GET /metrics requires, if set. */
+  metricsToken?: string;
+  /** Serve /metrics on this port instead of the main one, if set. */
+  metricsPort?: number;
+  /** Take the client address from Fly-Client-IP / X-Forwarded-For (behind a proxy). */
+  trustProxy: boolean;
+  /** New sockets per second per client address (HTTP 429 beyond); undefined means no limit. */
+  ipConnectionRate?: number;
+  /** Bytes a socket may have waiting to be sent before it is closed with 4100. */
+  socketBufferLimit: number;
 }
 
 export class ConfigError extends Error {
@@ -113,7 +133,48 @@ export function loadConfig(env: Env, readFile: (path: string) => string = readTe
   const demoApp = apps.length === 0;
   if (demoApp) apps.push(parseApp({ ...DEMO_APP }, "demo app"));
   checkUnique(apps);
-  return { host, port, path, logLevel, apps, demoApp, cluster: clusterConfig(env, file.cluster) };
+  const metricsPort = optionalInt(env, "CHORUS_METRICS_PORT", file.metrics_port, 0);
+  return {
+    host,
+    port,
+    path,
+    logLevel,
+    apps,
+    demoApp,
+    cluster: clusterConfig(env, file.cluster),
+    drainMs: optionalInt(env, "CHORUS_DRAIN_MS", file.drain_ms, 0) ?? 10_000,
+    metricsToken: env.CHORUS_METRICS_TOKEN || file.metrics_token,
+    metricsPort,
+    trustProxy: parseBool(env, "CHORUS_TRUST_PROXY", file.trust_proxy ?? false),
+    ipConnectionRate: optionalInt(env, "CHORUS_IP_CONNECTION_RATE", file.ip_connection_rate, 1),
+    socketBufferLimit:
+      optionalInt(env, "CHORUS_SOCKET_BUFFER_LIMIT", file.socket_buffer_limit, 1) ??
+        1_048_576,
+  };
+}
+
+/** An integer from env (wins) or the file; undefined when neither sets it. */
+function optionalInt(
+  env: Env,
+  name: string,
+  fileValue: number | null | undefined,
+  min: number,
+): number | undefined {
+  const raw = env[name];
+  if (raw === undefined || raw === "") return fileValue ?? undefined;
+  const value = Number(raw);
+  if (!/^\d+$/.test(raw) || value < min) {
+    throw new ConfigError(`${name}: expected an integer of at least ${min}, got "${raw}"`);
+  }
+  return value;
+}
+
+function parseBool(env: Env, name: string, fallback: boolean): boolean {
+  const raw = env[name];
+  if (raw === undefined || raw === "") return fallback;
+  if (["1", "true", "yes"].includes(raw)) return true;
+  if (["0", "false", "no"].includes(raw)) return false;
+  throw new ConfigError(`${name}: expected true or false, got "${raw}"`);
 }
 
 function clusterConfig(env: Env, file: FileConfig["cluster"] = {}): ClusterConfig {

@@ -40,6 +40,7 @@ import {
 import type { SocketHandle, SocketSession, Subscriber } from "./runtime.ts";
 import type { ChorusNode } from "./node.ts";
 import { errorMessage } from "./log.ts";
+import { TokenBucket } from "./limits.ts";
 
 /** Frames a connection may queue behind a slow asynchronous step before it is cut off. */
 const MAX_QUEUED_FRAMES = 1_000;
@@ -75,8 +76,7 @@ export class Connection implements SocketSession, Subscriber {
   #state: "opening" | "open" | "closed" = "opening";
   #counted = false;
   #queue: unknown[] | null = null;
-  #tokens: number;
-  #tokensAt: number;
+  readonly #clientEvents: TokenBucket | undefined;
 
   constructor(
     readonly node: ChorusNode,
@@ -85,8 +85,8 @@ export class Connection implements SocketSession, Subscriber {
   ) {
     this.socketId = node.nextSocketId();
     this.lastSeen = node.now();
-    this.#tokens = app?.client_events.rate_limit ?? 0;
-    this.#tokensAt = this.lastSeen;
+    const rate = app?.client_events.rate_limit;
+    this.#clientEvents = rate ? new TokenBucket(rate, rate, this.lastSeen) : undefined;
   }
 
   get isOpen(): boolean {
@@ -104,7 +104,8 @@ export class Connection implements SocketSession, Subscriber {
       const { code, message } = this.refusal ?? { code: ErrorCode.AppNotFound, message: "" };
       this.#state = "closed";
       this.node.log.info("connection refused", { code, reason: message });
-      socket.send(errorFrame(code, message));
+      this.node.metrics.connectionsRefused.inc({ code: String(code) });
+      this.#send(errorFrame(code, message));
       socket.close(code, message);
       return;
     }
@@ -123,17 +124,20 @@ export class Connection implements SocketSession, Subscriber {
     }
     if (!admitted) {
       this.node.log.info("connection refused", { app: app.id, code: 4004, reason: "quota" });
+      this.node.metrics.connectionsRefused.inc({ code: "4004" });
       this.#closeWithError(ErrorCode.OverConnectionQuota, "Application is over connection quota");
       return;
     }
     this.#counted = true;
     this.#state = "open";
+    this.node.metrics.connectionsOpened.inc({ app: app.id });
     this.node.connections.set(this.socketId, this);
-    this.socket.send(connectionEstablishedFrame(this.socketId, app.activity_timeout));
+    this.#send(connectionEstablishedFrame(this.socketId, app.activity_timeout));
   }
 
   message(data: unknown): void {
     if (this.#isClosed()) return;
+    this.node.metrics.messagesIn++;
     this.lastSeen = this.node.now();
     this.pingSentAt = 0;
     if (this.#queue) {
@@ -199,7 +203,7 @@ export class Connection implements SocketSession, Subscriber {
   #dispatch(app: AppConfig, frame: ClientFrame): Step {
     switch (frame.kind) {
       case "ping":
-        this.socket.send(pongFrame());
+        this.#send(pongFrame());
         return;
       case "pong":
         return;
@@ -219,7 +223,7 @@ export class Connection implements SocketSession, Subscriber {
     const name = request.channel;
     const type = channelType(name);
     if (!type) {
-      this.socket.send(
+      this.#send(
         subscriptionErrorFrame(name, "InvalidRequest", `Invalid channel name "${name}"`, 400),
       );
       return;
@@ -229,12 +233,12 @@ export class Connection implements SocketSession, Subscriber {
       const members = existing.kind === "presence"
         ? await this.node.cluster.state.presenceMembers(app.id, name)
         : undefined;
-      this.socket.send(subscriptionSucceededFrame(name, members));
+      this.#send(subscriptionSucceededFrame(name, members));
       return;
     }
     const member = this.#authorize(app, name, type.kind, request);
     if ("error" in member) {
-      this.socket.send(member.error);
+      this.#send(member.error);
       return;
     }
     const { state, bus } = this.node.cluster;
@@ -250,7 +254,7 @@ export class Connection implements SocketSession, Subscriber {
         app.max_presence_members,
       );
       if (!joined.ok) {
-        this.socket.send(subscriptionErrorFrame(
+        this.#send(subscriptionErrorFrame(
           name,
           "LimitReached",
           `Presence channel is full (${app.max_presence_members} members)`,
@@ -282,7 +286,7 @@ export class Connection implements SocketSession, Subscriber {
     await Promise.all(joins);
     if (type.kind !== "presence") this.node.countChanged(app, name);
     if (this.#isClosed()) return;
-    this.socket.send(subscriptionSucceededFrame(name, members));
+    this.#send(subscriptionSucceededFrame(name, members));
     if (type.cache) await this.#sendCached(app, name);
     if (first) {
       await bus.relay(
@@ -296,7 +300,7 @@ export class Connection implements SocketSession, Subscriber {
 
   async #sendCached(app: AppConfig, name: string): Promise<void> {
     const cached = await this.node.cluster.state.getCache(app.id, name);
-    this.socket.send(
+    this.#send(
       cached ? channelEventFrame(cached.event, name, cached.data) : cacheMissFrame(name),
     );
   }
@@ -400,11 +404,11 @@ export class Connection implements SocketSession, Subscriber {
       ...user.watchlist.map((id) => this.#joinInternal(app, watchersChannel(id))),
     ]);
     if (this.#isClosed()) return;
-    this.socket.send(signinSuccessFrame(user.userData));
+    this.#send(signinSuccessFrame(user.userData));
     if (user.watchlist.length > 0) {
       const online = await state.onlineUsers(app.id, user.watchlist);
       if (online.length > 0) {
-        this.socket.send(watchlistEventsFrame([{ name: "online", user_ids: online }]));
+        this.#send(watchlistEventsFrame([{ name: "online", user_ids: online }]));
       }
     }
     if (first) {
@@ -471,7 +475,8 @@ export class Connection implements SocketSession, Subscriber {
       );
       return;
     }
-    if (!this.#takeToken(app.client_events.rate_limit)) {
+    if (!this.#clientEvents!.take(this.node.now())) {
+      this.node.metrics.rateLimited.inc({ kind: "client_event" });
       this.#sendError(ErrorCode.ClientEventRejected, "Client event rate limit exceeded");
       return;
     }
@@ -479,24 +484,18 @@ export class Connection implements SocketSession, Subscriber {
     this.node.cluster.bus.relay(app.id, channel, frame, this.socketId);
   }
 
-  /** Token bucket: `rate` tokens, refilled continuously at `rate` per second. */
-  #takeToken(rate: number): boolean {
-    const now = this.node.now();
-    this.#tokens = Math.min(rate, this.#tokens + ((now - this.#tokensAt) * rate) / 1000);
-    this.#tokensAt = now;
-    if (this.#tokens < 1) return false;
-    this.#tokens -= 1;
-    return true;
-  }
-
-  /** Called by the liveness sweep once a second. */
+  /** Called by the liveness sweep once a second: pings, pong timeouts, slow consumers. */
   checkLiveness(now: number): void {
     if (this.#state !== "open") return;
     const app = this.app!;
+    if (this.socket.bufferedAmount() > this.node.config.socketBufferLimit) {
+      this.#closeWithError(ErrorCode.OverCapacity, "Client is too slow to receive its messages");
+      return;
+    }
     if (this.pingSentAt === 0) {
       if (now - this.lastSeen >= app.activity_timeout * 1000) {
         this.pingSentAt = now;
-        this.socket.send(pingFrame());
+        this.#send(pingFrame());
       }
     } else if (now - this.pingSentAt >= app.pong_timeout * 1000) {
       this.#closeWithError(ErrorCode.PongTimeout, "Pong reply not received in time");
@@ -508,13 +507,20 @@ export class Connection implements SocketSession, Subscriber {
     this.#closeWithError(code, message);
   }
 
+  #send(frame: string): void {
+    this.socket.send(frame);
+    const { metrics } = this.node;
+    metrics.messagesOut++;
+    metrics.bytesOut += frame.length;
+  }
+
   #sendError(code: number, message: string): void {
-    this.socket.send(errorFrame(code, message));
+    this.#send(errorFrame(code, message));
   }
 
   #closeWithError(code: number, message: string): void {
     if (this.#isClosed()) return;
-    this.socket.send(errorFrame(code, message));
+    this.#send(errorFrame(code, message));
     this.#close(code, message);
   }
 
@@ -525,21 +531,24 @@ export class Connection implements SocketSession, Subscriber {
   }
 
   /** The socket closed (either side): leave every channel and free the quota slot. */
-  close(_code: number): void {
+  close(code: number): void {
     if (this.#isClosed() && !this.#counted) return;
     this.#state = "closed";
     this.node.connections.delete(this.socketId);
     const app = this.app;
     if (!app || !this.#counted) return;
+    this.node.metrics.connectionsClosed.inc({ app: app.id, code: String(code) });
     this.#counted = false;
     const subscriptions = [...this.subscriptions];
     this.subscriptions.clear();
     const user = this.user;
-    Promise.all([
+    const cleanup = Promise.all([
       ...subscriptions.map(([name, sub]) => this.#leave(app, name, sub)),
       user ? this.#signout(app, user) : undefined,
     ])
       .then(() => this.node.cluster.state.removeConnection(app.id, this.socketId))
-      .catch((error) => this.#fail(error));
+      .catch((error) => this.#fail(error))
+      .finally(() => this.node.cleanups.delete(cleanup));
+    this.node.cleanups.add(cleanup);
   }
 }

@@ -18,10 +18,14 @@ export async function run(adapter: RuntimeAdapter, env: Env): Promise<void> {
   const server = await startServer(config, adapter, log);
   let stopping = false;
   const shutdown = (signal: string) => {
+    // A second signal means "now".
     if (stopping) process.exit(1);
     stopping = true;
     log.info("stopping", { signal });
-    server.stop().then(() => process.exit(0), () => process.exit(1));
+    server.drain().then(() => process.exit(0), (error) => {
+      log.error("drain failed", { error: String(error) });
+      process.exit(1);
+    });
   };
   process.on("SIGTERM", () => shutdown("SIGTERM"));
   process.on("SIGINT", () => shutdown("SIGINT"));

@@ -13,6 +13,8 @@ import type { Cluster, NodeSnapshot } from "./cluster/types.ts";
 import { errorMessage, type Logger } from "./log.ts";
 import { ErrorCode } from "./protocol/codes.ts";
 import { subscriptionCountFrame } from "./protocol/encode.ts";
+import { KeyedRateLimiter } from "./limits.ts";
+import { Metrics } from "./metrics.ts";
 import type { RuntimeAdapter } from "./runtime.ts";
 
 const LIVENESS_SWEEP_MS = 1_000;
@@ -23,6 +25,15 @@ export class ChorusNode {
   readonly registry = new ChannelRegistry<Connection>();
   readonly appsByKey: ReadonlyMap<string, AppConfig>;
   readonly appsById: ReadonlyMap<string, AppConfig>;
+  readonly metrics: Metrics;
+  /** Set when the node drains before shutdown: not ready, no new sockets. */
+  draining = false;
+  /** Connections' leave-everything work after close, awaited before the cluster stops. */
+  readonly cleanups = new Set<Promise<unknown>>();
+  /** New sockets per client address, when limited. */
+  readonly ipConnections: KeyedRateLimiter | undefined;
+  /** HTTP API requests per app, for apps with `api_rate_limit`. */
+  readonly apiRequests = new Map<string, KeyedRateLimiter>();
   /** Socket ids are `{node number}.{sequence}`: unique across the cluster. */
   readonly #socketPrefix = randomInt(1, 2 ** 31 - 1);
   #socketSequence = 0;
@@ -38,6 +49,38 @@ export class ChorusNode {
   ) {
     this.appsByKey = new Map(config.apps.map((app) => [app.key, app]));
     this.appsById = new Map(config.apps.map((app) => [app.id, app]));
+    this.metrics = cluster.metrics;
+    if (config.ipConnectionRate) this.ipConnections = new KeyedRateLimiter(config.ipConnectionRate);
+    for (const app of config.apps) {
+      if (app.api_rate_limit) {
+        this.apiRequests.set(app.id, new KeyedRateLimiter(app.api_rate_limit));
+      }
+    }
+  }
+
+  /** Ready to accept: not draining and the cluster bus is connected. */
+  get ready(): boolean {
+    return !this.draining && this.cluster.bus.ready;
+  }
+
+  /**
+   * Closes every socket with 4200 (clients reconnect at once, elsewhere), spread evenly over
+   * `windowMs` so they do not stampede the other nodes. Resolves when all are closed.
+   */
+  async drain(windowMs: number): Promise<void> {
+    this.draining = true;
+    const connections = [...this.connections.values()];
+    const slices = Math.max(1, Math.min(connections.length, 100));
+    const perSlice = Math.ceil(connections.length / slices);
+    for (let slice = 0; slice < slices; slice++) {
+      const batch = connections.slice(slice * perSlice, (slice + 1) * perSlice);
+      for (const connection of batch) {
+        connection.terminate(ErrorCode.GenericReconnect, "Server is shutting down; reconnect");
+      }
+      if (slice < slices - 1) {
+        await new Promise((resolve) => setTimeout(resolve, windowMs / slices));
+      }
+    }
   }
 
   now(): number {
@@ -54,11 +97,14 @@ export class ChorusNode {
       const now = this.now();
       for (const connection of this.connections.values()) connection.checkLiveness(now);
       this.#announceCounts();
+      this.ipConnections?.prune(now);
+      for (const limiter of this.apiRequests.values()) limiter.prune(now);
     }, LIVENESS_SWEEP_MS);
   }
 
   async stop(): Promise<void> {
     clearInterval(this.#sweep);
+    await Promise.allSettled([...this.cleanups]);
     await this.cluster.stop();
   }
 
@@ -84,6 +130,33 @@ export class ChorusNode {
         );
       }
     }
+  }
+
+  /** Gauges for /metrics. */
+  gauges() {
+    const connectionsByApp = new Map<string, number>();
+    let subscriptions = 0;
+    for (const connection of this.connections.values()) {
+      const appId = connection.app!.id;
+      connectionsByApp.set(appId, (connectionsByApp.get(appId) ?? 0) + 1);
+      subscriptions += connection.subscriptions.size;
+    }
+    let channels = 0;
+    for (const app of this.config.apps) {
+      for (const channel of this.registry.channels(app.id)) {
+        if (!channel.name.startsWith("#") || channel.name.startsWith("#server-to-user-")) {
+          channels++;
+        }
+      }
+    }
+    return {
+      region: this.cluster.region,
+      connectionsByApp,
+      subscriptions,
+      channels,
+      busConnected: this.cluster.bus.ready,
+      draining: this.draining,
+    };
   }
 
   /** This node's share of the cluster state, from its own connections. */
@@ -137,5 +210,9 @@ export class ChorusNode {
     }
     const except = exceptSocketId === undefined ? undefined : this.connections.get(exceptSocketId);
     this.adapter.publish(channel.topic, frame, channel.subscribers, except);
+    const recipients = channel.subscribers.size -
+      (except && channel.subscribers.has(except) ? 1 : 0);
+    this.metrics.messagesOut += recipients;
+    this.metrics.bytesOut += recipients * frame.length;
   };
 }

@@ -10,6 +10,8 @@ export interface SocketHandle {
   /** Joins a native fan-out topic (Bun); a no-op where the runtime has none. */
   subscribe(topic: string): void;
   unsubscribe(topic: string): void;
+  /** Bytes queued for sending (slow-consumer detection). */
+  bufferedAmount(): number;
 }
 
 /** What the core does with one upgraded socket. */
@@ -30,6 +32,8 @@ export interface ServeOptions {
   port: number;
   /** Largest inbound frame the runtime should accept before closing with 1009. */
   maxPayloadLength: number;
+  /** Hard cap of bytes queued per socket; the core closes slow sockets (4100) well before. */
+  backpressureLimit: number;
 }
 
 /** The HTTP app as a runtime serves it (Bun hands its server in as the second argument). */
@@ -57,4 +61,6 @@ export interface RuntimeAdapter {
     except?: Subscriber,
   ): void;
   serve(app: HttpApp, options: ServeOptions): Promise<RunningServer>;
+  /** The peer address of the request's connection. */
+  clientAddress(c: Context): string;
 }

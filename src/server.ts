@@ -1,16 +1,25 @@
 /** Starts a Chorus node on a runtime adapter. Both entry files (src/bun.ts, src/deno.ts) call this. */
+import { Hono } from "hono";
 import { LocalCluster } from "./cluster/local.ts";
 import { RedisCluster } from "./cluster/redis.ts";
 import type { Cluster } from "./cluster/types.ts";
 import type { Config } from "./config.ts";
-import { createHttpApp } from "./http/app.ts";
+import { createHttpApp, metricsHandler } from "./http/app.ts";
 import { createLogger, type Logger } from "./log.ts";
 import { ChorusNode } from "./node.ts";
-import type { RuntimeAdapter } from "./runtime.ts";
+import { configSummary, expectedCapacity, openFileLimit } from "./ops.ts";
+import type { RunningServer, RuntimeAdapter } from "./runtime.ts";
+
+/** Sockets need a few descriptors beyond their own (Redis, HTTP, files). */
+const SPARE_FILE_DESCRIPTORS = 256;
 
 export interface ChorusServer {
   readonly node: ChorusNode;
   readonly port: number;
+  readonly metricsPort?: number;
+  /** Graceful: not ready, sockets closed over the drain window, cluster state removed. */
+  drain(): Promise<void>;
+  /** Immediate: sockets closed, cluster state removed, listeners stopped. */
   stop(): Promise<void>;
 }
 
@@ -25,35 +34,61 @@ export async function startServer(
     : new LocalCluster(nodeId, config.cluster.region);
   const node = new ChorusNode(config, adapter, cluster, log);
   await node.start();
-  const running = await adapter.serve(createHttpApp(node), {
+  const serveOptions = {
     hostname: config.host,
-    port: config.port,
     maxPayloadLength: Math.max(...config.apps.map((app) => app.max_message_size)),
-  });
+    backpressureLimit: config.socketBufferLimit * 4,
+  };
+  const running = await adapter.serve(createHttpApp(node), { ...serveOptions, port: config.port });
+  let metricsServer: RunningServer | undefined;
+  if (config.metricsPort !== undefined) {
+    const metricsApp = new Hono().get("/metrics", metricsHandler(node));
+    metricsServer = await adapter.serve(metricsApp, { ...serveOptions, port: config.metricsPort });
+  }
   log.info("listening", {
-    host: config.host,
     port: running.port,
-    path: config.path || "/",
+    metrics_port: metricsServer?.port,
     runtime: adapter.name,
     node_id: cluster.nodeId,
     region: cluster.region,
-    cluster: config.cluster.driver,
-    apps: config.apps.map((app) => ({ id: app.id, key: app.key, secret: "***" })),
+    ...configSummary(config),
   });
   if (config.demoApp) {
     log.warn("no app configured: running the demo app app-id / app-key / app-secret", {
       hint: "set CHORUS_APP_ID, CHORUS_APP_KEY, CHORUS_APP_SECRET or CHORUS_CONFIG",
     });
   }
+  const fileLimit = openFileLimit();
+  const capacity = expectedCapacity(config) + SPARE_FILE_DESCRIPTORS;
+  if (fileLimit !== undefined && fileLimit < capacity) {
+    log.warn("open file limit is below the expected socket capacity", {
+      limit: fileLimit,
+      capacity,
+      hint: "raise it with `ulimit -n` or systemd LimitNOFILE= (see docs/deploy-nginx.md)",
+    });
+  }
+
+  const shutdown = async () => {
+    await running.stop();
+    await metricsServer?.stop();
+    await node.stop();
+  };
   return {
     node,
     port: running.port,
+    metricsPort: metricsServer?.port,
+    async drain() {
+      log.info("draining", { connections: node.connections.size, window_ms: config.drainMs });
+      await node.drain(config.drainMs);
+      await shutdown();
+      log.info("drained");
+    },
     async stop() {
+      node.draining = true;
       for (const connection of node.connections.values()) {
-        connection.socket.close(1001, "Server shutting down");
+        connection.terminate(4200, "Server is shutting down; reconnect");
       }
-      await running.stop();
-      await node.stop();
+      await shutdown();
     },
   };
 }

@@ -26,7 +26,7 @@ describe("channels", { timeout: 120000 }, () => {
     sid = sock.socketId!;
   });
   after(async () => {
-    closeAllRawSockets();
+    await closeAllRawSockets();
     await server?.stop();
   });
 
@@ -101,6 +101,12 @@ describe("channels", { timeout: 120000 }, () => {
       const res = await api.get(`/channels/${ch}`, { info: "subscription_count" });
       assert.equal(res.status, 200, res.text);
       assert.deepEqual(res.json, { occupied: true, subscription_count: 1 });
+    });
+
+    it("unsubscribing from a channel never subscribed is silently ignored", T, async () => {
+      sock.send({ event: "pusher:unsubscribe", data: { channel: uniq("never") } });
+      await sock.ping();
+      assert.equal(sock.received((f) => f.event === "pusher:error").length, 0);
     });
 
     it("unsubscribe gets no answer and stops delivery", T, async () => {
@@ -197,6 +203,25 @@ describe("channels", { timeout: 120000 }, () => {
         "InvalidRequest",
       );
     });
+
+    for (
+      const [what, cd] of [
+        ["an empty user_id", JSON.stringify({ user_id: "" })],
+        ["a null user_id", JSON.stringify({ user_id: null })],
+        ["a JSON array", "[1]"],
+      ]
+    ) {
+      it(`400 InvalidRequest: channel_data with ${what}`, T, async () => {
+        const ch = uniq("presence-x");
+        const auth = channelAuth(MAIN, sid, ch, cd);
+        assertSubscriptionError(
+          await sock.subscribeResult(ch, { auth, channel_data: cd }),
+          ch,
+          400,
+          "InvalidRequest",
+        );
+      });
+    }
 
     const badNames: [string, string][] = [
       ["a space", "bad name"],

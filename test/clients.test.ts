@@ -38,7 +38,7 @@ describe("client libraries", { timeout: 180000 }, () => {
   });
   after(async () => {
     disconnectAll();
-    closeAllRawSockets();
+    await closeAllRawSockets();
     await server?.stop();
   });
 

@@ -1,7 +1,9 @@
 // What a cluster does when things break: a node killed with SIGKILL (its presence members are
-// removed by a survivor once its lease expires, exactly once), Redis going away and coming back
-// (503 while down, readiness, resubscription and presence re-registration after), and nodes that
-// receive pub/sub through a read replica (REDIS_SUBSCRIBE_URL). Nodes mix Bun and Deno.
+// removed by a survivor once its lease expires, exactly once), a node frozen past its lease
+// (removed, then back with member_added when it resumes), Redis going away and coming back (503
+// while down, readiness, resubscription, presence and sign-in re-registration, no phantom
+// presence events), and a node that receives pub/sub through a read replica
+// (REDIS_SUBSCRIBE_URL). Every suite mixes Bun and Deno nodes.
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import type { Redis } from "ioredis";
@@ -31,21 +33,12 @@ import {
   waitReplicaLinked,
 } from "./helpers/redis.ts";
 import { Api, channelAuth } from "./helpers/sign.ts";
-import {
-  closeAllRawSockets,
-  connectSocket,
-  dataOf,
-  type Frame,
-  type RawSocket,
-} from "./helpers/ws.ts";
-import { delay, until, withTimeout } from "./helpers/wait.ts";
+import { eventually, got, signin, waitWatchlist, watchlist } from "./helpers/cluster.ts";
+import { closeAllRawSockets, connectSocket, dataOf, type RawSocket } from "./helpers/ws.ts";
+import { delay, withTimeout } from "./helpers/wait.ts";
 
 const LEASE_MS = 2000;
 const config = { apps: standardApps() };
-
-function got(s: RawSocket, event: string, channel: string): Frame[] {
-  return s.log.filter((f) => f.event === event && f.channel === channel);
-}
 
 async function joinPresence(s: RawSocket, channel: string, userId: string): Promise<void> {
   const cd = JSON.stringify({ user_id: userId, user_info: { name: userId } });
@@ -67,33 +60,6 @@ async function userIds(node: ClusterNode, channel: string): Promise<string[]> {
   const res = await new Api(node, MAIN).get(`/channels/${channel}/users`);
   assert.equal(res.status, 200, `${node.name} GET /users: ${res.text}`);
   return (res.json as { users: { id: string }[] }).users.map((u) => u.id).sort();
-}
-
-/** Polls until `read()` deep-equals `expected`; fails with the last value. */
-async function eventually(
-  read: () => Promise<unknown>,
-  expected: unknown,
-  what: string,
-  timeout = 5000,
-): Promise<void> {
-  let last: unknown;
-  try {
-    await until(
-      async () => {
-        last = await read();
-        try {
-          assert.deepEqual(last, expected);
-          return true;
-        } catch {
-          return false;
-        }
-      },
-      what,
-      { timeout, interval: 50 },
-    );
-  } catch {
-    assert.deepEqual(last, expected, `${what} (after ${timeout} ms)`);
-  }
 }
 
 async function cleanup(prefix: string, url: string | undefined): Promise<void> {
@@ -157,7 +123,9 @@ describe(`cluster: a node killed with SIGKILL (B=${otherRuntime} dies; A, C=${ru
     b.kill("SIGKILL");
     await b.exited;
 
-    const window = 1.5 * LEASE_MS + 3000;
+    // The lease runs out at most LEASE_MS after the kill and survivors sweep every LEASE_MS / 2 or
+    // so: about 1.5 x the lease, plus slack for two runtimes' timers and process start-up noise.
+    const window = 1.5 * LEASE_MS + 2000;
     const [ra, rc] = await Promise.all([
       obsA.next(
         (f) => f.event === "pusher_internal:member_removed" && f.channel === ch,
@@ -213,6 +181,83 @@ describe(`cluster: a node killed with SIGKILL (B=${otherRuntime} dies; A, C=${ru
   });
 });
 
+// ---- a node that stalls past its lease ---------------------------------------------------------
+
+describe(
+  `cluster: a node stalls past its lease and resumes (A=${runnerRuntime}, B=${otherRuntime})`,
+  {
+    timeout: 60000,
+  },
+  () => {
+    const prefix = randomPrefix("stall");
+    let a: ClusterNode;
+    let b: ClusterNode;
+
+    before(async () => {
+      const common = { redisUrl: REDIS_URL, prefix, leaseMs: LEASE_MS, config };
+      [a, b] = await Promise.all([
+        startNode({ ...common, runtime: runnerRuntime, name: "A" }),
+        startNode({ ...common, runtime: otherRuntime, name: "B" }),
+      ]);
+      await Promise.all([a, b].map((node) => waitReady(node)));
+    });
+    after(async () => {
+      b?.kill("SIGCONT"); // never leave a frozen process behind (stop() sends SIGCONT too)
+      await cleanup(prefix, REDIS_URL);
+    });
+
+    it(
+      "its members are removed while it is frozen and come back with member_added when it resumes",
+      {
+        timeout: 40000,
+      },
+      async () => {
+        const ch = "presence-stall";
+        const obs = await connectSocket(a.wsUrl(MAIN.key));
+        await joinPresence(obs, ch, "obs");
+        // pusher-js reconnects and rejoins by itself, so the outcome does not depend on whether the
+        // resumed node keeps its sockets or closes them.
+        const sleeper = pusherClient(b, MAIN, {
+          user: { user_id: "sleeper", user_info: { name: "sleeper" } },
+        });
+        await subscribed(sleeper.subscribe(ch));
+        const added = await obs.nextEvent("pusher_internal:member_added", ch);
+        assert.deepEqual(dataOf(added), { user_id: "sleeper", user_info: { name: "sleeper" } });
+
+        b.kill("SIGSTOP");
+        const removed = await obs.nextEvent(
+          "pusher_internal:member_removed",
+          ch,
+          1.5 * LEASE_MS + 2000,
+        );
+        assert.deepEqual(dataOf(removed), { user_id: "sleeper" });
+        await eventually(() => userIds(a, ch), ["obs"], "A: the frozen node's member is gone");
+
+        b.kill("SIGCONT");
+        const back = await obs.nextEvent("pusher_internal:member_added", ch, LEASE_MS + 5000);
+        assert.deepEqual(dataOf(back), { user_id: "sleeper", user_info: { name: "sleeper" } });
+        for (const node of [a, b]) {
+          await eventually(
+            () => userIds(node, ch),
+            ["obs", "sleeper"],
+            `${node.name}: /users after resume`,
+          );
+          await eventually(
+            async () => ((await channelInfo(node, ch)) as { user_count?: number }).user_count,
+            2,
+            `${node.name}: user_count after resume`,
+          );
+        }
+        // Events reach the resumed node's member again.
+        const rec = new Recorder("sleeper");
+        sleeper.channel(ch).bind_global(rec.global);
+        await serverSdk(a, MAIN).trigger(ch, "welcome-back", {});
+        await rec.wait("welcome-back");
+      },
+    );
+  },
+);
+
 // ---- 7. Redis outage -------------------------------------------------------------------------
 
 describe(`cluster: Redis stops and comes back (A=${runnerRuntime}, B=${otherRuntime})`, {
@@ -245,6 +290,11 @@ describe(`cluster: Redis stops and comes back (A=${runnerRuntime}, B=${otherRunt
     await sB.subscribeOk(ch);
     await joinPresence(sA, pres, "u-a");
     await joinPresence(sB, pres, "u-b");
+    // Two sockets on A share a private channel, for client events while Redis is away.
+    const local = "private-outage-local";
+    const sA2 = await connectSocket(a.wsUrl(MAIN.key));
+    await sA.subscribeOk(local, { auth: channelAuth(MAIN, sA.socketId!, local) });
+    await sA2.subscribeOk(local, { auth: channelAuth(MAIN, sA2.socketId!, local) });
     const pB = pusherClient(b, MAIN);
     const chB = pB.subscribe(ch);
     const recB = new Recorder("pusher-js on B");
@@ -295,6 +345,9 @@ describe(`cluster: Redis stops and comes back (A=${runnerRuntime}, B=${otherRunt
       assert.equal(batch.status, 503, `${node.name}: POST /batch_events while Redis is down`);
     }
     assert.ok(a.running && b.running, "nodes survive the outage");
+    // Local delivery goes on without Redis (architecture: "local-only delivery continues").
+    sA.send({ event: "client-local", channel: local, data: { during: "outage" } });
+    assert.deepEqual((await sA2.nextEvent("client-local", local)).data, { during: "outage" });
 
     // Redis comes back, empty (no persistence), on the same port.
     await redisServer.startProcess();
@@ -334,12 +387,75 @@ describe(`cluster: Redis stops and comes back (A=${runnerRuntime}, B=${otherRunt
       );
       assert.deepEqual(await userIds(node, pres), ["u-a", "u-b"]);
     }
+    // So were connections and subscriptions (quotas and HTTP counts read them).
+    for (const node of [a, b]) {
+      await eventually(
+        () => channelInfo(node, ch),
+        { occupied: true, subscription_count: 3 },
+        `${node.name}: ${ch} after Redis came back`,
+      );
+      await eventually(
+        async () => (await new Api(node, MAIN).get("/connections")).json,
+        { connections: 4 },
+        `${node.name}: /connections after Redis came back`,
+      );
+    }
     // Client events still cross nodes.
     const pv = "private-outage";
     await sA.subscribeOk(pv, { auth: channelAuth(MAIN, sA.socketId!, pv) });
     await sB.subscribeOk(pv, { auth: channelAuth(MAIN, sB.socketId!, pv) });
     sA.send({ event: "client-after", channel: pv, data: { ok: true } });
     assert.deepEqual((await sB.nextEvent("client-after", pv)).data, { ok: true });
+
+    // Nobody joined or left: the outage must not show up as presence events. sA saw u-b join
+    // before the outage (its one legitimate member_added); sB joined second and saw none.
+    await serverSdk(b, MAIN).trigger(pres, "presence-flush", {});
+    await Promise.all([sA.nextEvent("presence-flush", pres), sB.nextEvent("presence-flush", pres)]);
+    const memberEvents = (s: RawSocket) =>
+      s.log.filter((f) => f.channel === pres && f.event.startsWith("pusher_internal:member_"))
+        .map((f) => `${f.event.slice("pusher_internal:".length)} ${JSON.stringify(dataOf(f))}`);
+    assert.deepEqual(
+      memberEvents(sA),
+      [`member_added ${JSON.stringify({ user_id: "u-b", user_info: { name: "u-b" } })}`],
+      "A: no member_added/member_removed caused by the Redis restart",
+    );
+    assert.deepEqual(
+      memberEvents(sB),
+      [],
+      "B: no member_added/member_removed caused by the Redis restart",
+    );
+  });
+
+  it("sign-ins survive a Redis restart: a watcher still gets offline after recovery", {
+    timeout: 30000,
+  }, async () => {
+    const x = "sx";
+    const sx = await connectSocket(a.wsUrl(MAIN.key));
+    await signin(sx, MAIN, { id: x });
+    await sx.subscribeOk(`#server-to-user-${x}`);
+    const watcher = await connectSocket(b.wsUrl(MAIN.key));
+    await signin(watcher, MAIN, { id: "watcher", watchlist: [x] });
+    await waitWatchlist(watcher, `online:${x}`);
+    const connections = async () =>
+      ((await new Api(a, MAIN).get("/connections")).json as { connections?: number })?.connections;
+    const before = await connections();
+
+    await redisServer.stopProcess("SIGTERM");
+    await Promise.all([a, b].map((node) => waitReady(node, 503, 10000)));
+    await redisServer.startProcess();
+    await Promise.all([a, b].map((node) => waitReady(node, 200, 20000)));
+    await eventually(connections, before, "connections registered again", 10000);
+
+    await serverSdk(b, MAIN).sendToUser(x, "after-restart", {});
+    await sx.nextEvent("after-restart", `#server-to-user-${x}`);
+    await sx.closeAndWait();
+    await waitWatchlist(watcher, `offline:${x}`, 10000);
+    await watcher.ping();
+    assert.deepEqual(
+      watchlist(watcher),
+      [`online:${x}`, `offline:${x}`],
+      "online once before the restart, offline once after; nothing caused by the restart",
+    );
   });
 });
 

@@ -37,11 +37,11 @@ import {
   waitNumsub,
 } from "./helpers/redis.ts";
 import { Api, type AppCreds, channelAuth } from "./helpers/sign.ts";
+import { got, signin, waitWatchlist, watchlist } from "./helpers/cluster.ts";
 import {
   closeAllRawSockets,
   connectSocket,
   dataOf,
-  type Frame,
   openSocket,
   type RawSocket,
 } from "./helpers/ws.ts";
@@ -96,11 +96,6 @@ describe(`cluster over Redis (A=${runnerRuntime}, B=${otherRuntime}, C=${runnerR
 
   function sdk(node: ClusterNode, app: AppCreds = MAIN): PusherServer {
     return serverSdk(node, app);
-  }
-
-  /** How many `event` frames on `channel` a raw socket has received so far. */
-  function got(s: RawSocket, event: string, channel: string): Frame[] {
-    return s.log.filter((f) => f.event === event && f.channel === channel);
   }
 
   /** Triggers a marker event on `channel` through `via` and waits until every socket has it:
@@ -576,6 +571,122 @@ describe(`cluster over Redis (A=${runnerRuntime}, B=${otherRuntime}, C=${runnerR
       assert.equal(gone.occupied, false, "ch1 unoccupied once its subscribers on A and B left");
     },
   );
+
+  // ---- sign-in, user channels, terminate, cache channels: cluster-wide too (protocol §6, §8, §9)
+
+  it(
+    "watchlists and #server-to-user channels span nodes; online once, offline after the last socket",
+    T,
+    async () => {
+      const x = uniq("x");
+      const watcher = await raw(a);
+      await signin(watcher, MAIN, { id: uniq("w"), watchlist: [x] });
+
+      const xB = await raw(b);
+      await signin(xB, MAIN, { id: x });
+      await waitWatchlist(watcher, `online:${x}`); // x signed in on B, seen on A
+      await xB.subscribeOk(`#server-to-user-${x}`);
+
+      const xC = await raw(c);
+      await signin(xC, MAIN, { id: x });
+      await xC.subscribeOk(`#server-to-user-${x}`);
+
+      await sdk(a).sendToUser(x, "dm", { text: "hi" });
+      const [dB, dC] = await Promise.all([
+        xB.nextEvent("dm", `#server-to-user-${x}`),
+        xC.nextEvent("dm", `#server-to-user-${x}`),
+      ]);
+      assert.equal(dB.data, JSON.stringify({ text: "hi" }));
+      assert.equal(dC.data, JSON.stringify({ text: "hi" }));
+
+      // Node-internal channels never show in the HTTP API.
+      const listed = await json(new Api(c, MAIN), "/channels") as {
+        channels: Record<string, unknown>;
+      };
+      const internal = Object.keys(listed.channels).filter((name) =>
+        name.startsWith("#") && !name.startsWith("#server-to-user-")
+      );
+      assert.deepEqual(internal, [], "internal channels listed by GET /channels");
+
+      // First of x's two sockets leaves: x stays online.
+      await xB.closeAndWait();
+      await until(async () => {
+        const conns = await json(
+          new Api(a, MAIN),
+          `/channels/${encodeURIComponent(`#server-to-user-${x}`)}`,
+          {
+            info: "subscription_count",
+          },
+        ) as { subscription_count?: number };
+        return conns.subscription_count === 1;
+      }, "B's socket to be gone from the cluster");
+      await sdk(b).sendToUser(x, "still-here", {});
+      await xC.nextEvent("still-here", `#server-to-user-${x}`);
+      await watcher.ping();
+      assert.deepEqual(
+        watchlist(watcher).filter((e) => e.startsWith("offline:")),
+        [],
+        "x reported offline while still signed in on C",
+      );
+      await xC.closeAndWait();
+      await waitWatchlist(watcher, `offline:${x}`); // after its last socket (on C) left
+      await watcher.ping();
+      assert.deepEqual(
+        watchlist(watcher).filter((e) => e.endsWith(`:${x}`)),
+        [`online:${x}`, `offline:${x}`],
+        "online once, offline once",
+      );
+    },
+  );
+
+  it(
+    "terminate_connections closes the user's sockets on every node, and only those",
+    T,
+    async () => {
+      const t = uniq("t");
+      const ch = `presence-${uniq("term")}`;
+      const signedA = await raw(a);
+      await signin(signedA, MAIN, { id: t });
+      const presentC = await raw(c);
+      await joinPresence(presentC, ch, { user_id: t });
+      const other = await raw(b);
+      await signin(other, MAIN, { id: uniq("other") });
+      await joinPresence(other, ch, { user_id: "bystander" });
+
+      await sdk(b).terminateUserConnections(t);
+      await Promise.all([
+        withTimeout(signedA.closed, 5000, "A's signed-in socket to close"),
+        withTimeout(presentC.closed, 5000, "C's presence socket to close"),
+      ]);
+      const removed = await other.nextEvent("pusher_internal:member_removed", ch);
+      assert.deepEqual(dataOf(removed), { user_id: t });
+      await other.ping();
+      assert.ok(other.isOpen, "another user's socket stays open");
+    },
+  );
+
+  it("a cache channel's last event is served to subscribers on other nodes", T, async () => {
+    const ch = `cache-${uniq("news")}`;
+    await sdk(a).trigger(ch, "headline", { title: "one" });
+    await sdk(a).trigger(ch, "headline", { title: "two" });
+
+    const sB = await raw(b);
+    await sB.subscribeOk(ch);
+    const cached = await sB.nextEvent("headline", ch);
+    assert.equal(cached.data, JSON.stringify({ title: "two" }), "the last event, from A");
+
+    const info = await json(new Api(c, MAIN), `/channels/${ch}`, { info: "cache" }) as {
+      cache?: { event?: unknown; data?: unknown; ttl?: unknown };
+    };
+    assert.equal(info.cache?.event, "headline");
+    assert.equal(info.cache?.data, JSON.stringify({ title: "two" }));
+    assert.equal(typeof info.cache?.ttl, "number");
+
+    const miss = `cache-${uniq("empty")}`;
+    const sC = await raw(c);
+    await sC.subscribeOk(miss);
+    await sC.nextEvent("pusher:cache_miss", miss);
+  });
 
   // ---- 5. cluster-wide connection quota ------------------------------------------------------
 

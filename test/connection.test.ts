@@ -23,7 +23,7 @@ describe("connection", { timeout: 120000 }, () => {
     server = await startChorus({ config: standardConfig() });
   });
   after(async () => {
-    closeAllRawSockets();
+    await closeAllRawSockets();
     await server?.stop();
   });
 
@@ -179,6 +179,10 @@ describe("connection", { timeout: 120000 }, () => {
       {
         name: "a subscribe with a numeric channel",
         frame: () => JSON.stringify({ event: "pusher:subscribe", data: { channel: 5 } }),
+      },
+      {
+        name: "a subscribe whose data is a string that is not JSON",
+        frame: () => JSON.stringify({ event: "pusher:subscribe", data: "{oops" }),
       },
       {
         name: "an unknown pusher: event",

@@ -27,7 +27,7 @@ describe("HTTP API", { timeout: 180000 }, () => {
     sdk = serverSdk(server, MAIN);
   });
   after(async () => {
-    closeAllRawSockets();
+    await closeAllRawSockets();
     await server?.stop();
   });
 

@@ -5,6 +5,7 @@ import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { type Chorus, startChorus } from "./helpers/server.ts";
 import { closeAllRawSockets, connectSocket, dataOf, RawSocket } from "./helpers/ws.ts";
+import { withTimeout } from "./helpers/wait.ts";
 
 const T = { timeout: 20000 };
 const LIVE = { id: "2001", key: "live-key", secret: "live-secret" };
@@ -43,7 +44,7 @@ describe("liveness", { timeout: 60000 }, () => {
   });
   after(async () => {
     if (chattyTimer) clearInterval(chattyTimer);
-    closeAllRawSockets();
+    await closeAllRawSockets();
     await server?.stop();
   });
 
@@ -59,7 +60,7 @@ describe("liveness", { timeout: 60000 }, () => {
     assert.equal(ping.data, "{}", 'pusher:ping data is "{}"');
     const err = await sock.nextEvent("pusher:error", undefined, CLOSE_WITHIN);
     assert.equal((err.data as { code: unknown }).code, 4201, JSON.stringify(err));
-    const closed = await sock.closed;
+    const closed = await withTimeout(sock.closed, CLOSE_WITHIN, "close after pusher:error 4201");
     assert.equal(closed.code, 4201, "close code 4201");
   }
 
@@ -80,8 +81,12 @@ describe("liveness", { timeout: 60000 }, () => {
 
   it("never pings a socket that keeps sending frames", T, async () => {
     // by now the idle sockets have been pinged and closed: the chatty one had as long
-    await idle.closed;
-    await idleSubscribed.closed;
+    await withTimeout(idle.closed, PING_WITHIN + CLOSE_WITHIN, "the idle socket to be closed");
+    await withTimeout(
+      idleSubscribed.closed,
+      PING_WITHIN + CLOSE_WITHIN,
+      "the idle subscribed socket to be closed",
+    );
     assert.ok(chatty.isOpen, "chatty socket still open");
     assert.deepEqual(chatty.received((f) => f.event === "pusher:ping"), [], "no server ping");
     assert.ok(chatty.received((f) => f.event === "pusher:pong").length > 3, "its pings answered");

@@ -31,7 +31,7 @@ describe("CHORUS_PATH prefix", { timeout: 90000 }, () => {
   });
   after(async () => {
     disconnectAll();
-    closeAllRawSockets();
+    await closeAllRawSockets();
     await server?.stop();
   });
 

@@ -29,7 +29,7 @@ describe("presence", { timeout: 120000 }, () => {
     limitedApi = new Api(server, LIMITED);
   });
   after(async () => {
-    closeAllRawSockets();
+    await closeAllRawSockets();
     await server?.stop();
   });
 

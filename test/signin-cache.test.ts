@@ -27,7 +27,7 @@ describe("sign-in, user channels, cache channels", { timeout: 180000 }, () => {
   });
   after(async () => {
     disconnectAll();
-    closeAllRawSockets();
+    await closeAllRawSockets();
     await server?.stop();
   });
 
@@ -86,6 +86,21 @@ describe("sign-in, user channels, cache channels", { timeout: 180000 }, () => {
       });
       assertPusherError(await s.nextEvent("pusher:error"), 4009);
       await s.ping();
+      s.close();
+    });
+
+    it("a watchlist of more than 100 user ids gets 4009", T, async () => {
+      const s = await sock();
+      const userData = JSON.stringify({
+        id: uniq("greedy"),
+        watchlist: Array.from({ length: 101 }, (_, i) => `w${i}`),
+      });
+      s.send({
+        event: "pusher:signin",
+        data: { auth: signinAuth(MAIN, s.socketId!, userData), user_data: userData },
+      });
+      assertPusherError(await s.nextEvent("pusher:error"), 4009);
+      assert.deepEqual(s.received((f) => f.event === "pusher:signin_success"), []);
       s.close();
     });
 

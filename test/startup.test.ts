@@ -19,7 +19,7 @@ describe("startup", { timeout: 120000 }, () => {
   const servers: Chorus[] = [];
   const sockets: RawSocket[] = [];
   after(async () => {
-    for (const s of sockets) s.close();
+    await Promise.all(sockets.map((s) => s.closeAndWait(2000)));
     await Promise.all(servers.map((s) => s.stop()));
   });
 

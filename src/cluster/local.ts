@@ -1,5 +1,6 @@
 /** The single-process cluster: in-memory state, and a bus that delivers straight to this node. */
 import { isPresence } from "../channels/kinds.ts";
+import { Metrics } from "../metrics.ts";
 import type {
   Bus,
   CachedEvent,
@@ -235,6 +236,8 @@ class LocalBus implements Bus {
 export class LocalCluster implements Cluster {
   readonly bus = new LocalBus();
   readonly state = new LocalState();
+
+  readonly metrics = new Metrics();
 
   constructor(readonly nodeId: string, readonly region: string) {}
 

@@ -5,6 +5,7 @@
  *   {root}:nodes                          SET   live node ids
  *   {root}:lease:{node}                   STRING with a TTL, renewed by the node
  *   {root}:node:{node}                    SET   what the node registered (entries below)
+ *   {root}:swept:{node}                   STRING set when a sweep removed the node (for an hour)
  *   {root}:{app}:conns                    SET   socket ids
  *   {root}:{app}:channels                 SET   occupied channel names
  *   {root}:{app}:subs:{channel}           SET   socket ids subscribed
@@ -220,6 +221,8 @@ local removed = {}
 for _, node_id in ipairs(redis.call('SMEMBERS', ROOT .. ':nodes')) do
   if redis.call('EXISTS', ROOT .. ':lease:' .. node_id) == 0 then
     for _, v in ipairs(remove_node(node_id)) do removed[#removed + 1] = v end
+    -- If the node was only stalled, it re-registers and must announce its members again.
+    redis.call('SET', ROOT .. ':swept:' .. node_id, '1', 'EX', 3600)
   end
 end
 return removed
@@ -233,11 +236,14 @@ return remove_node(NODE_ID)
 /**
  * Re-registers this node's share after Redis lost it. ARGV: root, node, lease ms, then groups:
  * 'c', app, socket | 's', app, channel, socket | 'p', app, channel, socket, user, info
- * | 'u', app, socket, user → groups of five: members and users that are back (were lost).
+ * | 'u', app, socket, user → groups of five: members and users that are back. They are only
+ * announced when a sweep had removed (and announced) them; after Redis lost its data nobody was
+ * told they left, so their return is silent.
  */
 export const REGISTER = script(`
 redis.call('SET', ROOT .. ':lease:' .. NODE_ID, '1', 'PX', tonumber(ARGV[3]))
 redis.call('SADD', ROOT .. ':nodes', NODE_ID)
+local announce = redis.call('DEL', ROOT .. ':swept:' .. NODE_ID) == 1
 local added = {}
 local i = 4
 while i <= #ARGV do
@@ -250,13 +256,15 @@ while i <= #ARGV do
     sub_add(ARGV[i + 1], ARGV[i + 2], ARGV[i + 3])
     redis.call('SADD', NODE, 's\\t' .. ARGV[i + 1] .. '\\t' .. ARGV[i + 2] .. '\\t' .. ARGV[i + 3])
     i = i + 4
+  elseif kind == 'u' then
+    local app, sock, user = ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+    if user_add(app, sock, user) == 1 and announce then push_change(added, 'u', app, '', user, '') end
+    redis.call('SADD', NODE, 'u\\t' .. app .. '\\t' .. sock .. '\\t' .. user)
+    i = i + 4
   else
     local app, channel, sock, user, info = ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5]
-    if presence_join(app, channel, sock, user, info, 1e12) == 1 then
-      added[#added + 1] = app
-      added[#added + 1] = channel
-      added[#added + 1] = user
-      added[#added + 1] = info
+    if presence_join(app, channel, sock, user, info, 1e12) == 1 and announce then
+      push_change(added, 'p', app, channel, user, info)
     end
     redis.call('SADD', NODE, 'p\\t' .. app .. '\\t' .. channel .. '\\t' .. sock .. '\\t' .. user)
     i = i + 6

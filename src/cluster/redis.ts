@@ -10,6 +10,7 @@ import { Redis, type RedisOptions } from "ioredis";
 import { isPresence } from "../channels/kinds.ts";
 import type { ClusterConfig } from "../config.ts";
 import { errorMessage, type Logger } from "../log.ts";
+import { Metrics } from "../metrics.ts";
 import { watchersChannel } from "../channels/internal.ts";
 import { memberAddedFrame, memberRemovedFrame, watchlistEventsFrame } from "../protocol/encode.ts";
 import * as scripts from "./redis-scripts.ts";
@@ -77,11 +78,19 @@ class RedisBus implements Bus {
     frame: string,
     exceptSocketId?: string,
   ): Promise<void> {
-    if (!this.ready) throw new Error("Redis is not connected");
-    await this.publisher.publish(
-      this.channelKey(appId, channel),
-      `${this.#ownPrefix}${exceptSocketId ?? ""}\n${frame}`,
-    );
+    if (!this.ready) {
+      this.cluster.metrics.publishFailures++;
+      throw new Error("Redis is not connected");
+    }
+    try {
+      await this.publisher.publish(
+        this.channelKey(appId, channel),
+        this.#envelope(frame, exceptSocketId),
+      );
+    } catch (error) {
+      this.cluster.metrics.publishFailures++;
+      throw error;
+    }
     this.deliver(appId, channel, frame, exceptSocketId);
   }
 
@@ -102,11 +111,17 @@ class RedisBus implements Bus {
     try {
       await this.publisher.publish(
         this.channelKey(appId, channel),
-        `${this.#ownPrefix}${exceptSocketId ?? ""}\n${frame}`,
+        this.#envelope(frame, exceptSocketId),
       );
     } catch (error) {
+      this.cluster.metrics.publishFailures++;
       this.log.warn("relay to other nodes failed", { channel, error: errorMessage(error) });
     }
+  }
+
+  /** `{origin node}\n{excluded socket}\n{publish time ms}\n{frame}` */
+  #envelope(frame: string, exceptSocketId: string | undefined): string {
+    return `${this.#ownPrefix}${exceptSocketId ?? ""}\n${Date.now()}\n${frame}`;
   }
 
   #receive(redisChannel: string, message: string): void {
@@ -116,9 +131,12 @@ class RedisBus implements Bus {
     if (!route) return;
     const originEnd = message.indexOf("\n");
     const exceptEnd = message.indexOf("\n", originEnd + 1);
-    if (originEnd < 0 || exceptEnd < 0) return;
+    const timeEnd = message.indexOf("\n", exceptEnd + 1);
+    if (originEnd < 0 || exceptEnd < 0 || timeEnd < 0) return;
     const except = exceptEnd > originEnd + 1 ? message.slice(originEnd + 1, exceptEnd) : undefined;
-    this.deliver(route.appId, route.channel, message.slice(exceptEnd + 1), except);
+    this.deliver(route.appId, route.channel, message.slice(timeEnd + 1), except);
+    const sentAt = Number(message.slice(exceptEnd + 1, timeEnd));
+    this.cluster.metrics.deliveryLatency.observe(Math.max(0, Date.now() - sentAt) / 1000);
   }
 
   listen(appId: string, channel: string): Promise<void> {
@@ -368,6 +386,7 @@ export class RedisCluster implements Cluster {
   readonly region: string;
   readonly root: string;
   readonly commands: Redis;
+  readonly metrics = new Metrics();
   readonly bus: RedisBus;
   readonly state: RedisState;
   readonly #leaseMs: number;

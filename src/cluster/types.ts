@@ -1,3 +1,5 @@
+import type { Metrics } from "../metrics.ts";
+
 /**
  * What nodes share. `Bus` moves event frames between nodes; `State` holds everything that spans
  * nodes (connection and subscription counts, presence members). The local implementation serves
@@ -133,6 +135,8 @@ export interface ClusterHost {
 
 export interface Cluster {
   readonly nodeId: string;
+  /** Where the bus records delivery latency and publish failures. */
+  readonly metrics: Metrics;
   readonly region: string;
   readonly bus: Bus;
   readonly state: State;

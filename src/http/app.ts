@@ -29,25 +29,44 @@ export function createHttpApp(node: ChorusNode): Hono<Env> {
   const app = node.config.path ? root.basePath(node.config.path) : root;
   const { state } = node.cluster;
 
-  app.get("/app/:key", node.adapter.websocket((c) => node.accept(c)));
+  root.use(countRequests(node));
+
+  const upgrade = node.adapter.websocket((c) => node.accept(c));
+  app.get("/app/:key", (c) => {
+    if (node.draining) return c.json({ error: "Server is draining; connect to another node" }, 503);
+    const limiter = node.ipConnections;
+    if (limiter) {
+      const waitMs = limiter.take(clientAddress(node, c), node.now());
+      if (waitMs > 0) {
+        node.metrics.rateLimited.inc({ kind: "ip_connection" });
+        return tooManyRequests(c, waitMs, "Too many new connections from this address");
+      }
+    }
+    return upgrade(c);
+  });
 
   app.get("/up", (c) => c.json({ health: "OK" }));
-  app.get(
-    "/ready",
-    (c) =>
-      node.cluster.bus.ready
-        ? c.json({ ready: true })
-        : c.json({ ready: false, error: "Cluster bus not connected" }, 503),
-  );
+  app.get("/ready", (c) => {
+    if (node.ready) return c.json({ ready: true });
+    const error = node.draining ? "Draining" : "Cluster bus not connected";
+    return c.json({ ready: false, error }, 503);
+  });
+  if (node.config.metricsPort === undefined) app.get("/metrics", metricsHandler(node));
   app.get("/apps/:appId/health", (c) => {
     const target = node.appsById.get(c.req.param("appId"));
     if (!target) return c.json({ error: "Unknown app" }, 404);
     if (!target.enabled) return c.json({ error: "Application is disabled" }, 503);
-    if (!node.cluster.bus.ready) return c.json({ error: "Cluster bus not connected" }, 503);
+    if (!node.ready) return c.json({ error: "Node is not ready" }, 503);
     return c.json({ health: "OK" });
   });
 
-  app.use("/apps/:appId/*", resolveApp(node), limitBody(), verifySignature(node));
+  app.use(
+    "/apps/:appId/*",
+    resolveApp(node),
+    limitApiRate(node),
+    limitBody(),
+    verifySignature(node),
+  );
 
   app.post("/apps/:appId/events", async (c) => {
     const target = c.get("app");
@@ -122,7 +141,7 @@ export function createHttpApp(node: ChorusNode): Hono<Env> {
   });
 
   // Known routes asked with the wrong method.
-  for (const path of ["/up", "/ready", "/apps/:appId/health", "/app/:key"]) {
+  for (const path of ["/up", "/ready", "/metrics", "/apps/:appId/health", "/app/:key"]) {
     app.on(["POST", "PUT", "PATCH", "DELETE"], path, methodNotAllowed);
   }
   for (
@@ -152,6 +171,60 @@ export function createHttpApp(node: ChorusNode): Hono<Env> {
     return c.json({ error: "Internal server error" }, 500);
   });
   return root;
+}
+
+/** GET /metrics in Prometheus text format, behind the optional bearer token. */
+export function metricsHandler(node: ChorusNode): (c: Context) => Response {
+  return (c) => {
+    const token = node.config.metricsToken;
+    if (token && c.req.header("authorization") !== `Bearer ${token}`) {
+      return c.json({ error: "Missing or wrong bearer token" }, 401);
+    }
+    return c.text(node.metrics.render(node.gauges()), 200, {
+      "content-type": "text/plain; version=0.0.4; charset=utf-8",
+    });
+  };
+}
+
+function countRequests(node: ChorusNode): MiddlewareHandler {
+  return async (c, next) => {
+    await next();
+    // Route patterns, not raw paths, keep the label set small.
+    const route = c.req.routePath === "/*" || !c.req.routePath ? "unmatched" : c.req.routePath;
+    if (route.endsWith("/app/:key")) return; // sockets are counted as connections
+    node.metrics.httpRequests.inc({ route, status: String(c.res.status) });
+  };
+}
+
+/** The client's address: the proxy's header when configured to trust it, else the peer. */
+function clientAddress(node: ChorusNode, c: Context): string {
+  if (node.config.trustProxy) {
+    // The last X-Forwarded-For entry is the one our proxy added; earlier ones are the client's.
+    const forwarded = c.req.header("fly-client-ip") ??
+      c.req.header("x-forwarded-for")?.split(",").at(-1)?.trim();
+    if (forwarded) return forwarded;
+  }
+  return node.adapter.clientAddress(c);
+}
+
+function tooManyRequests(c: Context, waitMs: number, error: string): Response {
+  return c.json({ error }, 429, { "retry-after": String(Math.max(1, Math.ceil(waitMs / 1000))) });
+}
+
+function limitApiRate(node: ChorusNode): MiddlewareHandler<Env> {
+  return async (c, next) => {
+    const target = c.get("app");
+    const waitMs = node.apiRequests.get(target.id)?.take(target.id, node.now()) ?? 0;
+    if (waitMs > 0) {
+      node.metrics.rateLimited.inc({ kind: "http_api" });
+      return tooManyRequests(
+        c,
+        waitMs,
+        `Rate limit of ${target.api_rate_limit} requests/s exceeded`,
+      );
+    }
+    await next();
+  };
 }
 
 function methodNotAllowed(c: Context): Response {

@@ -72,7 +72,7 @@ function installExitHook(): void {
   process.on("exit", () => {
     for (const child of live) {
       try {
-        child.kill("SIGKILL");
+        if (child.pid !== undefined) process.kill(child.pid, "SIGKILL");
       } catch {
         // gone already
       }
@@ -124,6 +124,8 @@ export async function startNode(o: NodeOptions): Promise<ClusterNode> {
     REDIS_URL: o.redisUrl,
     CHORUS_REDIS_PREFIX: o.prefix,
     CHORUS_REGION: o.region ?? "test",
+    // SIGTERM drains sockets over this window (default 10 s); tests close their sockets first.
+    CHORUS_DRAIN_MS: "0",
   };
   if (o.subscribeUrl !== undefined) env.REDIS_SUBSCRIBE_URL = o.subscribeUrl;
   if (o.leaseMs !== undefined) env.CHORUS_NODE_LEASE_MS = String(o.leaseMs);
@@ -155,10 +157,21 @@ export async function startNode(o: NodeOptions): Promise<ClusterNode> {
   const label = `node ${o.name} (${o.runtime})`;
   const output = () => `\nstdout:\n${stdout.join("\n")}\nstderr:\n${stderr.join("\n")}`;
 
+  // Signals go through process.kill(pid): Deno's ChildProcess.kill() ignores every call after the
+  // first one, which would leave a SIGSTOPped node frozen and a SIGTERM never followed by SIGKILL.
+  const signal = (sig: Signal) => {
+    if (exitCode !== undefined || child.pid === undefined) return;
+    try {
+      process.kill(child.pid, sig);
+    } catch {
+      // exited meanwhile
+    }
+  };
   const stop = async (): Promise<void> => {
     if (exitCode === undefined) {
-      child.kill("SIGTERM");
-      const timer = setTimeout(() => child.kill("SIGKILL"), 3000);
+      signal("SIGCONT"); // a frozen node cannot act on SIGTERM
+      signal("SIGTERM");
+      const timer = setTimeout(() => signal("SIGKILL"), 3000);
       await exited;
       clearTimeout(timer);
     }
@@ -201,8 +214,8 @@ export async function startNode(o: NodeOptions): Promise<ClusterNode> {
     get running() {
       return exitCode === undefined;
     },
-    kill(signal: Signal) {
-      child.kill(signal);
+    kill(sig: Signal) {
+      signal(sig);
     },
     stop: async () => {
       nodes.delete(node);

@@ -179,7 +179,7 @@ export class RedisServer {
       process.on("exit", () => {
         for (const c of liveChildren) {
           try {
-            c.kill("SIGKILL");
+            if (c.pid !== undefined) process.kill(c.pid, "SIGKILL");
           } catch {
             // gone already
           }
@@ -235,8 +235,16 @@ export class RedisServer {
   async stopProcess(signal: "SIGTERM" | "SIGKILL" = "SIGKILL"): Promise<void> {
     const child = this.child;
     if (!child || child.exitCode !== null || child.signalCode !== null) return;
-    child.kill(signal);
-    const timer = setTimeout(() => child.kill("SIGKILL"), 5000);
+    // process.kill(pid) rather than child.kill(): Deno ignores ChildProcess.kill() after the first.
+    const send = (sig: "SIGTERM" | "SIGKILL") => {
+      try {
+        if (child.pid !== undefined) process.kill(child.pid, sig);
+      } catch {
+        // exited meanwhile
+      }
+    };
+    send(signal);
+    const timer = setTimeout(() => send("SIGKILL"), 5000);
     await this.exited;
     clearTimeout(timer);
   }

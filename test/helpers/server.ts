@@ -112,6 +112,8 @@ interface Spawned {
   stdout: string[];
   stderr: string[];
   exited: Promise<number | null>;
+  /** Set while the process is expected to keep running (after "listening", before stop()). */
+  watch: { running: boolean };
   cleanup(): void;
 }
 
@@ -123,6 +125,8 @@ function spawnChorus(options: StartOptions): Spawned {
     PORT: "0",
     LOG_LEVEL: "info",
     NO_COLOR: "1",
+    // Stop at once on SIGTERM instead of spreading socket closes over the default drain window.
+    CHORUS_DRAIN_MS: "0",
   };
   let tmp: { path: string; remove(): void } | undefined;
   if (options.config !== undefined) {
@@ -148,9 +152,19 @@ function spawnChorus(options: StartOptions): Spawned {
   };
   child.stdout?.on("data", collect(stdout));
   child.stderr?.on("data", collect(stderr));
+  const watch = { running: false };
   const exited = new Promise<number | null>((resolve) => {
     child.on("exit", (code, signal) => {
       live.delete(child);
+      if (watch.running) {
+        // Tests talking to a dead server fail fast with connection errors: say why here.
+        console.error(
+          `Chorus (pid ${child.pid}) exited unexpectedly: code ${code}, signal ${signal}\n` +
+            `stderr:\n${stderr.slice(-30).join("\n")}\nstdout (last lines):\n${
+              stdout.slice(-10).join("\n")
+            }`,
+        );
+      }
       resolve(code ?? (signal ? -1 : null));
     });
     child.on("error", (err) => {
@@ -159,7 +173,7 @@ function spawnChorus(options: StartOptions): Spawned {
       resolve(-2);
     });
   });
-  return { child, stdout, stderr, exited, cleanup: () => tmp?.remove() };
+  return { child, stdout, stderr, exited, watch, cleanup: () => tmp?.remove() };
 }
 
 function parseJsonLine(line: string): Record<string, unknown> | undefined {
@@ -179,6 +193,7 @@ export function jsonLines(lines: string[]): (Record<string, unknown> | undefined
 }
 
 async function killAndWait(s: Spawned): Promise<void> {
+  s.watch.running = false;
   if (s.child.exitCode === null && s.child.signalCode === null) {
     s.child.kill("SIGTERM");
     const timer = setTimeout(() => s.child.kill("SIGKILL"), 3000);
@@ -235,6 +250,7 @@ export async function startChorus(options: StartOptions = {}): Promise<Chorus> {
     throw err;
   });
 
+  s.watch.running = true;
   const prefix = options.env?.CHORUS_PATH ??
     (typeof options.config === "object" && typeof options.config.path === "string"
       ? options.config.path

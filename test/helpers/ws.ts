@@ -36,9 +36,12 @@ type WebSocketWithHeaders = new (
 
 const open = new Set<RawSocket>();
 
-/** Closes every RawSocket still open (call in `after`). */
-export function closeAllRawSockets(): void {
-  for (const s of open) s.close();
+/** Closes every RawSocket still open (call in `after`); resolves once their close handshakes
+ * completed (at most ~2 s), so the server has seen them go before it is stopped. */
+export async function closeAllRawSockets(): Promise<void> {
+  const closing = [...open];
+  for (const s of closing) s.close();
+  await Promise.all(closing.map((s) => s.closeAndWait(2000)));
 }
 
 /** Parses a frame's data when it is a JSON string; returns it unchanged otherwise. */

@@ -1,0 +1,304 @@
+/**
+ * Load generator process, started by bench/run.ts (`bun bench/loadgen.ts`) and driven over IPC.
+ * It holds a share of the benchmark's WebSocket clients (Bun's global WebSocket), connects and
+ * subscribes them on command, counts event deliveries and records their end-to-end latency from
+ * the send timestamp that run.ts puts in each event's data.
+ *
+ * Every command carries an `id`; the reply echoes it. Every wait is bounded by `timeoutMs`.
+ */
+import process from "node:process";
+import { Histogram } from "./lib/hist.ts";
+import { type AppCredentials, presenceAuth } from "./lib/sign.ts";
+
+export type Command =
+  | { id: number; cmd: "clock" }
+  | { id: number; cmd: "offset"; offset: number }
+  | {
+    id: number;
+    cmd: "connect";
+    url: string;
+    from: number;
+    to: number;
+    window: number;
+    timeoutMs: number;
+  }
+  | {
+    id: number;
+    cmd: "subscribe";
+    channel: string;
+    from: number;
+    to: number;
+    window: number;
+    timeoutMs: number;
+    /** Presence channels: sign `channel_data` with the app secret; user id = index % users. */
+    presence?: { app: AppCredentials; users: number };
+  }
+  | { id: number; cmd: "measure"; latency: boolean; progressMs: number }
+  | { id: number; cmd: "report" }
+  | { id: number; cmd: "close"; timeoutMs: number }
+  | { id: number; cmd: "exit" };
+
+export interface Report {
+  delivered: number;
+  /** Frames that were not bench events (control frames, member events, pings). */
+  other: number;
+  latency: ReturnType<Histogram["toSparse"]>;
+  /** Sockets the server closed or that failed while they were expected to stay open. */
+  dropped: number;
+  errors: string[];
+}
+
+/** Bench events are named `bench-...`: a frame starting `{"event":"b` is one of ours. */
+const B = "b".charCodeAt(0);
+const EVENT_NAME_AT = '{"event":"'.length;
+/** The send timestamp: event data is `{"t":<ms>,...}`, JSON-encoded again inside the frame. */
+const T_MARK = '{\\"t\\":';
+
+interface Client {
+  index: number;
+  ws: WebSocket;
+  socketId: string;
+  open: boolean;
+  closing: boolean;
+}
+
+const clients = new Map<number, Client>();
+let delivered = 0;
+let other = 0;
+let dropped = 0;
+let latency: Histogram | null = null;
+/** This process's performance.now() minus run.ts's, measured by run.ts over IPC. */
+let offset = 0;
+let progress: ReturnType<typeof setInterval> | undefined;
+const errors: string[] = [];
+/** Channel -> what to do on each subscription_succeeded while a subscribe command runs. */
+const awaitingSubscription = new Map<string, () => void>();
+let onEstablished: ((client: Client, ok: boolean) => void) | undefined;
+let onClosed: (() => void) | undefined;
+
+function noteError(message: string): void {
+  if (errors.length < 20) errors.push(message.slice(0, 300));
+}
+
+function onFrame(client: Client, data: unknown): void {
+  if (typeof data !== "string") {
+    other++;
+    return;
+  }
+  if (data.charCodeAt(EVENT_NAME_AT) === B) {
+    delivered++;
+    if (latency) {
+      const at = data.indexOf(T_MARK);
+      if (at >= 0) {
+        const sent = parseFloat(data.substring(at + T_MARK.length, at + T_MARK.length + 24));
+        latency.record(performance.now() - offset - sent);
+      }
+    }
+    return;
+  }
+  other++;
+  if (data.startsWith('{"event":"pusher:connection_established"')) {
+    const match = /socket_id\\":\\"([0-9.]+)/.exec(data);
+    client.socketId = match ? match[1] : "";
+    client.open = true;
+    onEstablished?.(client, true);
+  } else if (data.startsWith('{"event":"pusher_internal:subscription_succeeded"')) {
+    const match = /"channel":"([^"]+)"/.exec(data);
+    if (match) awaitingSubscription.get(match[1])?.();
+  } else if (data.startsWith('{"event":"pusher:ping"')) {
+    client.ws.send('{"event":"pusher:pong","data":{}}');
+  } else if (
+    data.startsWith('{"event":"pusher:error"') ||
+    data.startsWith('{"event":"pusher:subscription_error"')
+  ) {
+    noteError(data);
+  }
+}
+
+function openClient(url: string, index: number): Client {
+  const ws = new WebSocket(url);
+  const client: Client = { index, ws, socketId: "", open: false, closing: false };
+  ws.onmessage = (event) => onFrame(client, event.data);
+  ws.onerror = () => {
+    if (!client.open) noteError(`socket ${index}: error before connection_established`);
+  };
+  ws.onclose = (event) => {
+    const wasOpen = client.open;
+    client.open = false;
+    clients.delete(index);
+    if (!wasOpen && !client.closing) {
+      noteError(`socket ${index}: closed ${event.code} before connection_established`);
+      onEstablished?.(client, false);
+    } else if (!client.closing) {
+      dropped++;
+      noteError(`socket ${index}: closed by the server (${event.code} ${event.reason})`);
+    }
+    onClosed?.();
+  };
+  clients.set(index, client);
+  return client;
+}
+
+/** Opens sockets [from, to) with at most `window` handshakes in flight. */
+function connect(
+  c: Extract<Command, { cmd: "connect" }>,
+): Promise<{ opened: number; failed: number; ms: number }> {
+  const started = performance.now();
+  let next = c.from;
+  let inFlight = 0;
+  let opened = 0;
+  let failed = 0;
+  const total = c.to - c.from;
+  return new Promise((resolve) => {
+    const finish = () => {
+      clearTimeout(timer);
+      onEstablished = undefined;
+      resolve({ opened, failed, ms: performance.now() - started });
+    };
+    const timer = setTimeout(() => {
+      failed = total - opened;
+      noteError(`connect: timed out with ${opened}/${total} open`);
+      finish();
+    }, c.timeoutMs);
+    const pump = () => {
+      while (inFlight < c.window && next < c.to) {
+        inFlight++;
+        openClient(c.url, next++);
+      }
+    };
+    onEstablished = (_client, ok) => {
+      inFlight--;
+      if (ok) opened++;
+      else failed++;
+      if (opened + failed >= total) finish();
+      else pump();
+    };
+    if (total <= 0) finish();
+    else pump();
+  });
+}
+
+/** Subscribes sockets [from, to) to a channel, at most `window` requests in flight. */
+function subscribe(
+  c: Extract<Command, { cmd: "subscribe" }>,
+): Promise<{ ok: number; failed: number; ms: number }> {
+  const started = performance.now();
+  const targets: Client[] = [];
+  for (let i = c.from; i < c.to; i++) {
+    const client = clients.get(i);
+    if (client?.open) targets.push(client);
+  }
+  let sent = 0;
+  let ok = 0;
+  return new Promise((resolve) => {
+    const finish = (timedOut: boolean) => {
+      clearTimeout(timer);
+      awaitingSubscription.delete(c.channel);
+      if (timedOut) noteError(`subscribe ${c.channel}: timed out with ${ok}/${targets.length}`);
+      resolve({ ok, failed: targets.length - ok, ms: performance.now() - started });
+    };
+    const timer = setTimeout(() => finish(true), c.timeoutMs);
+    const send = () => {
+      while (sent < targets.length && sent - ok < c.window) {
+        const client = targets[sent++];
+        const data: Record<string, string> = { channel: c.channel };
+        if (c.presence) {
+          const user = client.index % c.presence.users;
+          const channelData = JSON.stringify({ user_id: `u${user}`, user_info: { n: user } });
+          data.channel_data = channelData;
+          data.auth = presenceAuth(c.presence.app, client.socketId, c.channel, channelData);
+        }
+        client.ws.send(JSON.stringify({ event: "pusher:subscribe", data }));
+      }
+    };
+    awaitingSubscription.set(c.channel, () => {
+      if (++ok >= targets.length) finish(false);
+      else send();
+    });
+    if (targets.length === 0) finish(false);
+    else send();
+  });
+}
+
+/** Closes every socket; resolves once all are closed (or on timeout). */
+function closeAll(timeoutMs: number): Promise<{ closed: number; ms: number }> {
+  const started = performance.now();
+  const total = clients.size;
+  return new Promise((resolve) => {
+    const finish = () => {
+      clearTimeout(timer);
+      onClosed = undefined;
+      resolve({ closed: total - clients.size, ms: performance.now() - started });
+    };
+    const timer = setTimeout(() => {
+      noteError(`close: timed out with ${clients.size} still open`);
+      for (const client of clients.values()) {
+        (client.ws as WebSocket & { terminate?: () => void }).terminate?.();
+      }
+      clients.clear();
+      finish();
+    }, timeoutMs);
+    onClosed = () => {
+      if (clients.size === 0) finish();
+    };
+    for (const client of clients.values()) {
+      client.closing = true;
+      client.ws.close(1000, "bench done");
+    }
+    if (total === 0) finish();
+  });
+}
+
+function reply(id: number, body: Record<string, unknown>): void {
+  process.send!({ id, ...body });
+}
+
+process.on("message", async (message: Command) => {
+  switch (message.cmd) {
+    case "clock":
+      reply(message.id, { now: performance.now() });
+      return;
+    case "offset":
+      offset = message.offset;
+      reply(message.id, {});
+      return;
+    case "connect":
+      reply(message.id, await connect(message));
+      return;
+    case "subscribe":
+      reply(message.id, await subscribe(message));
+      return;
+    case "measure":
+      delivered = 0;
+      other = 0;
+      dropped = 0;
+      errors.length = 0;
+      latency = message.latency ? new Histogram() : null;
+      clearInterval(progress);
+      progress = setInterval(() => process.send!({ progress: delivered }), message.progressMs);
+      reply(message.id, {});
+      return;
+    case "report": {
+      clearInterval(progress);
+      progress = undefined;
+      const report: Report = {
+        delivered,
+        other,
+        dropped,
+        errors: [...errors],
+        latency: (latency ?? new Histogram()).toSparse(),
+      };
+      reply(message.id, { report });
+      return;
+    }
+    case "close":
+      reply(message.id, await closeAll(message.timeoutMs));
+      return;
+    case "exit":
+      clearInterval(progress);
+      reply(message.id, {});
+      process.exit(0);
+  }
+});
+
+process.send!({ ready: true });
