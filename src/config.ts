@@ -4,6 +4,8 @@
  */
 import { readFileSync } from "node:fs";
 import * as v from "valibot";
+import type { WebhookSettings } from "./webhooks/dispatcher.ts";
+import { WEBHOOK_EVENTS } from "./webhooks/types.ts";
 
 const positiveInt = v.pipe(v.number(), v.integer(), v.minValue(1));
 const nonNegativeInt = v.pipe(v.number(), v.integer(), v.minValue(0));
@@ -14,6 +16,17 @@ const appIdentifier = v.pipe(
   v.string(),
   v.regex(/^[A-Za-z0-9._-]+$/, "must be letters, digits, '.', '_' or '-'"),
 );
+
+const WebhookSchema = v.strictObject({
+  url: v.pipe(v.string(), v.url("must be an absolute URL")),
+  /** Which events this URL receives; all when omitted. */
+  events: v.optional(v.array(v.picklist(WEBHOOK_EVENTS))),
+  headers: v.optional(v.record(v.string(), v.string()), {}),
+  filter: v.optional(v.strictObject({
+    channel_prefix: v.optional(v.string()),
+    channel_suffix: v.optional(v.string()),
+  })),
+});
 
 const AppSchema = v.strictObject({
   id: appIdentifier,
@@ -47,6 +60,7 @@ const AppSchema = v.strictObject({
   subscription_count: v.optional(v.boolean(), false),
   /** HTTP API requests per second for this app on each node (429 beyond); null means no limit. */
   api_rate_limit: v.optional(v.nullable(positiveInt), null),
+  webhooks: v.optional(v.array(WebhookSchema), []),
 });
 
 const FileSchema = v.strictObject({
@@ -60,6 +74,11 @@ const FileSchema = v.strictObject({
   trust_proxy: v.optional(v.boolean()),
   ip_connection_rate: v.optional(v.nullable(positiveInt)),
   socket_buffer_limit: v.optional(positiveInt),
+  webhook_batch_ms: v.optional(nonNegativeInt),
+  webhook_batch_size: v.optional(positiveInt),
+  webhook_retry_base_ms: v.optional(positiveInt),
+  webhook_retry_horizon_ms: v.optional(nonNegativeInt),
+  webhook_timeout_ms: v.optional(positiveInt),
   apps: v.optional(v.pipe(v.array(AppSchema), v.minLength(1))),
   cluster: v.optional(v.strictObject({
     driver: v.optional(v.picklist(["local", "redis"])),
@@ -109,6 +128,7 @@ export interface Config {
   ipConnectionRate?: number;
   /** Bytes a socket may have waiting to be sent before it is closed with 4100. */
   socketBufferLimit: number;
+  webhooks: WebhookSettings;
 }
 
 export class ConfigError extends Error {
@@ -150,6 +170,18 @@ export function loadConfig(env: Env, readFile: (path: string) => string = readTe
     socketBufferLimit:
       optionalInt(env, "CHORUS_SOCKET_BUFFER_LIMIT", file.socket_buffer_limit, 1) ??
         1_048_576,
+    webhooks: {
+      batchMs: optionalInt(env, "CHORUS_WEBHOOK_BATCH_MS", file.webhook_batch_ms, 0) ?? 50,
+      batchSize: optionalInt(env, "CHORUS_WEBHOOK_BATCH_SIZE", file.webhook_batch_size, 1) ?? 100,
+      retryBaseMs:
+        optionalInt(env, "CHORUS_WEBHOOK_RETRY_BASE_MS", file.webhook_retry_base_ms, 1) ??
+          1_000,
+      retryHorizonMs:
+        optionalInt(env, "CHORUS_WEBHOOK_RETRY_HORIZON_MS", file.webhook_retry_horizon_ms, 0) ??
+          3_600_000,
+      timeoutMs: optionalInt(env, "CHORUS_WEBHOOK_TIMEOUT_MS", file.webhook_timeout_ms, 1) ??
+        10_000,
+    },
   };
 }
 

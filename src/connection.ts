@@ -22,8 +22,6 @@ import {
   clientEventFrame,
   connectionEstablishedFrame,
   errorFrame,
-  memberAddedFrame,
-  memberRemovedFrame,
   pingFrame,
   pongFrame,
   signinSuccessFrame,
@@ -282,27 +280,35 @@ export class Connection implements SocketSession, Subscriber {
       userInfo: member.userInfo,
     });
     // Events published once the client holds subscription_succeeded must reach it.
-    joins.push(bus.listen(app.id, name), state.addSubscription(app.id, name, this.socketId));
-    await Promise.all(joins);
+    const [{ occupied }] = await Promise.all([
+      state.addSubscription(app.id, name, this.socketId),
+      bus.listen(app.id, name),
+      ...joins,
+    ]);
+    if (occupied) this.node.announce({ kind: "channel_occupied", appId: app.id, channel: name });
     if (type.kind !== "presence") this.node.countChanged(app, name);
     if (this.#isClosed()) return;
     this.#send(subscriptionSucceededFrame(name, members));
     if (type.cache) await this.#sendCached(app, name);
     if (first) {
-      await bus.relay(
-        app.id,
-        name,
-        memberAddedFrame(name, member.userId!, member.userInfo),
-        this.socketId,
-      );
+      await this.node.announce({
+        kind: "member_added",
+        appId: app.id,
+        channel: name,
+        userId: member.userId!,
+        userInfo: member.userInfo,
+      }, this.socketId);
     }
   }
 
   async #sendCached(app: AppConfig, name: string): Promise<void> {
     const cached = await this.node.cluster.state.getCache(app.id, name);
-    this.#send(
-      cached ? channelEventFrame(cached.event, name, cached.data) : cacheMissFrame(name),
-    );
+    if (cached) {
+      this.#send(channelEventFrame(cached.event, name, cached.data));
+      return;
+    }
+    this.#send(cacheMissFrame(name));
+    this.node.webhooks.emit(app, { name: "cache_miss", channel: name });
   }
 
   /** Checks a subscribe request's auth; answers the presence member it joins as. */
@@ -371,14 +377,20 @@ export class Connection implements SocketSession, Subscriber {
   async #leave(app: AppConfig, name: string, subscription: Subscription): Promise<void> {
     const { state, bus } = this.node.cluster;
     if (this.node.registry.remove(subscription.channel, this).last) bus.unlisten(app.id, name);
-    await state.removeSubscription(app.id, name, this.socketId);
-    if (subscription.userId === undefined) {
+    const { userId } = subscription;
+    if (userId !== undefined) {
+      this.#leaveInternal(app, userControlChannel(userId));
+      const { last } = await state.leavePresence(app.id, name, this.socketId, userId);
+      if (last) {
+        await this.node.announce({ kind: "member_removed", appId: app.id, channel: name, userId });
+      }
+    } else {
       this.node.countChanged(app, name);
-      return;
     }
-    this.#leaveInternal(app, userControlChannel(subscription.userId));
-    const { last } = await state.leavePresence(app.id, name, this.socketId, subscription.userId);
-    if (last) await bus.relay(app.id, name, memberRemovedFrame(name, subscription.userId));
+    const { vacated } = await state.removeSubscription(app.id, name, this.socketId);
+    if (vacated) {
+      await this.node.announce({ kind: "channel_vacated", appId: app.id, channel: name });
+    }
   }
 
   async #signin(app: AppConfig, request: SigninRequest): Promise<void> {
@@ -397,7 +409,7 @@ export class Connection implements SocketSession, Subscriber {
       return;
     }
     this.user = user;
-    const { state, bus } = this.node.cluster;
+    const { state } = this.node.cluster;
     const [{ first }] = await Promise.all([
       state.signIn(app.id, user.id, this.socketId),
       this.#joinInternal(app, userControlChannel(user.id)),
@@ -411,26 +423,14 @@ export class Connection implements SocketSession, Subscriber {
         this.#send(watchlistEventsFrame([{ name: "online", user_ids: online }]));
       }
     }
-    if (first) {
-      await bus.relay(
-        app.id,
-        watchersChannel(user.id),
-        watchlistEventsFrame([{ name: "online", user_ids: [user.id] }]),
-      );
-    }
+    if (first) await this.node.announce({ kind: "user_online", appId: app.id, userId: user.id });
   }
 
   async #signout(app: AppConfig, user: SignedInUser): Promise<void> {
     this.#leaveInternal(app, userControlChannel(user.id));
     for (const id of user.watchlist) this.#leaveInternal(app, watchersChannel(id));
     const { last } = await this.node.cluster.state.signOut(app.id, user.id, this.socketId);
-    if (last) {
-      await this.node.cluster.bus.relay(
-        app.id,
-        watchersChannel(user.id),
-        watchlistEventsFrame([{ name: "offline", user_ids: [user.id] }]),
-      );
-    }
+    if (last) await this.node.announce({ kind: "user_offline", appId: app.id, userId: user.id });
   }
 
   /** Joins a node-internal channel; resolves once its events will arrive. */
@@ -482,6 +482,16 @@ export class Connection implements SocketSession, Subscriber {
     }
     const frame = clientEventFrame(event, channel, data, subscription.userId);
     this.node.cluster.bus.relay(app.id, channel, frame, this.socketId);
+    if (this.node.webhooks.wants(app, "client_event")) {
+      this.node.webhooks.emit(app, {
+        name: "client_event",
+        channel,
+        event,
+        data: typeof data === "string" ? data : JSON.stringify(data),
+        socket_id: this.socketId,
+        ...(subscription.userId === undefined ? {} : { user_id: subscription.userId }),
+      });
+    }
   }
 
   /** Called by the liveness sweep once a second: pings, pong timeouts, slow consumers. */

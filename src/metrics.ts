@@ -49,6 +49,7 @@ export interface GaugeReadings {
   channels: number;
   busConnected: boolean;
   draining: boolean;
+  webhookDeadLetters: number;
 }
 
 export class Metrics {
@@ -62,6 +63,8 @@ export class Metrics {
   messagesOut = 0;
   bytesOut = 0;
   publishFailures = 0;
+  webhooksSent = 0;
+  webhookFailures = 0;
 
   render(gauges: GaugeReadings): string {
     const out: string[] = [];
@@ -132,6 +135,20 @@ export class Metrics {
     line("chorus_cluster_bus_connected", {}, gauges.busConnected ? 1 : 0);
     family("chorus_publish_failures_total", "counter", "Publishes the cluster bus refused.");
     line("chorus_publish_failures_total", {}, this.publishFailures);
+    family("chorus_webhooks_sent_total", "counter", "Webhook POSTs answered with 2xx.");
+    line("chorus_webhooks_sent_total", {}, this.webhooksSent);
+    family(
+      "chorus_webhook_failures_total",
+      "counter",
+      "Webhook POSTs that failed (retried or not).",
+    );
+    line("chorus_webhook_failures_total", {}, this.webhookFailures);
+    family(
+      "chorus_webhook_dead_letters",
+      "gauge",
+      "Webhook jobs given up on, in the dead-letter list.",
+    );
+    line("chorus_webhook_dead_letters", {}, gauges.webhookDeadLetters);
     family("chorus_draining", "gauge", "1 while the node drains before shutdown.");
     line("chorus_draining", {}, gauges.draining ? 1 : 0);
     return out.join("\n") + "\n";

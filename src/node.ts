@@ -5,16 +5,22 @@
 import { randomInt } from "node:crypto";
 import type { Context } from "hono";
 import { admit } from "./admission.ts";
-import { isUserControlChannel } from "./channels/internal.ts";
+import { isUserControlChannel, watchersChannel } from "./channels/internal.ts";
 import { ChannelRegistry } from "./channels/registry.ts";
 import type { AppConfig, Config } from "./config.ts";
 import { Connection } from "./connection.ts";
-import type { Cluster, NodeSnapshot } from "./cluster/types.ts";
+import type { Cluster, ClusterChange, NodeSnapshot } from "./cluster/types.ts";
 import { errorMessage, type Logger } from "./log.ts";
 import { ErrorCode } from "./protocol/codes.ts";
-import { subscriptionCountFrame } from "./protocol/encode.ts";
+import {
+  memberAddedFrame,
+  memberRemovedFrame,
+  subscriptionCountFrame,
+  watchlistEventsFrame,
+} from "./protocol/encode.ts";
+import { WebhookDispatcher } from "./webhooks/dispatcher.ts";
 import { KeyedRateLimiter } from "./limits.ts";
-import { Metrics } from "./metrics.ts";
+import type { GaugeReadings, Metrics } from "./metrics.ts";
 import type { RuntimeAdapter } from "./runtime.ts";
 
 const LIVENESS_SWEEP_MS = 1_000;
@@ -26,6 +32,7 @@ export class ChorusNode {
   readonly appsByKey: ReadonlyMap<string, AppConfig>;
   readonly appsById: ReadonlyMap<string, AppConfig>;
   readonly metrics: Metrics;
+  readonly webhooks: WebhookDispatcher;
   /** Set when the node drains before shutdown: not ready, no new sockets. */
   draining = false;
   /** Connections' leave-everything work after close, awaited before the cluster stops. */
@@ -50,6 +57,7 @@ export class ChorusNode {
     this.appsByKey = new Map(config.apps.map((app) => [app.key, app]));
     this.appsById = new Map(config.apps.map((app) => [app.id, app]));
     this.metrics = cluster.metrics;
+    this.webhooks = new WebhookDispatcher(cluster.webhooks, config.webhooks, log, this.metrics);
     if (config.ipConnectionRate) this.ipConnections = new KeyedRateLimiter(config.ipConnectionRate);
     for (const app of config.apps) {
       if (app.api_rate_limit) {
@@ -92,7 +100,12 @@ export class ChorusNode {
   }
 
   async start(): Promise<void> {
-    await this.cluster.start({ deliver: this.deliverLocal, snapshot: () => this.snapshot() });
+    await this.cluster.start({
+      deliver: this.deliverLocal,
+      snapshot: () => this.snapshot(),
+      announce: (change) => this.announce(change),
+    });
+    this.webhooks.start();
     this.#sweep = setInterval(() => {
       const now = this.now();
       for (const connection of this.connections.values()) connection.checkLiveness(now);
@@ -106,11 +119,45 @@ export class ChorusNode {
     clearInterval(this.#sweep);
     await Promise.allSettled([...this.cleanups]);
     await this.cluster.stop();
+    await this.webhooks.stop();
+  }
+
+  /**
+   * Tells sockets (on every node) and the app's webhooks about a change decided by the cluster
+   * state: a user's first / last connection, a channel's first / last subscriber.
+   */
+  async announce(change: ClusterChange, exceptSocketId?: string): Promise<void> {
+    const app = this.appsById.get(change.appId);
+    if (!app) return;
+    const { bus } = this.cluster;
+    switch (change.kind) {
+      case "member_added":
+      case "member_removed": {
+        const { channel, userId } = change;
+        const frame = change.kind === "member_added"
+          ? memberAddedFrame(channel, userId, change.userInfo)
+          : memberRemovedFrame(channel, userId);
+        this.webhooks.emit(app, { name: change.kind, channel, user_id: userId });
+        await bus.relay(app.id, channel, frame, exceptSocketId);
+        return;
+      }
+      case "user_online":
+      case "user_offline": {
+        const name = change.kind === "user_online" ? "online" : "offline";
+        const frame = watchlistEventsFrame([{ name, user_ids: [change.userId] }]);
+        await bus.relay(app.id, watchersChannel(change.userId), frame);
+        return;
+      }
+      case "channel_occupied":
+      case "channel_vacated":
+        this.webhooks.emit(app, { name: change.kind, channel: change.channel });
+        return;
+    }
   }
 
   /** Notes a subscription count change; announced by the once-a-second sweep (coalesced). */
   countChanged(app: AppConfig, channel: string): void {
-    if (!app.subscription_count) return;
+    if (!app.subscription_count && !this.webhooks.wants(app, "subscription_count")) return;
     let channels = this.#countsChanged.get(app.id);
     if (!channels) this.#countsChanged.set(app.id, channels = new Set());
     channels.add(channel);
@@ -118,12 +165,20 @@ export class ChorusNode {
 
   #announceCounts(): void {
     for (const [appId, channels] of this.#countsChanged) {
+      const app = this.appsById.get(appId)!;
       for (const channel of channels) {
         this.cluster.state.claimCountAnnouncement(appId, channel).then((claim) => {
           if (claim.kind === "wait") return; // another announcement went out: retry next sweep
           channels.delete(channel);
-          if (claim.kind === "announce" && claim.count > 0) {
-            this.cluster.bus.relay(appId, channel, subscriptionCountFrame(channel, claim.count));
+          if (claim.kind !== "announce") return;
+          const count = claim.count;
+          this.webhooks.emit(app, {
+            name: "subscription_count",
+            channel,
+            subscription_count: count,
+          });
+          if (app.subscription_count && count > 0) {
+            this.cluster.bus.relay(appId, channel, subscriptionCountFrame(channel, count));
           }
         }).catch((error) =>
           this.log.warn("subscription count announcement failed", { error: errorMessage(error) })
@@ -133,7 +188,7 @@ export class ChorusNode {
   }
 
   /** Gauges for /metrics. */
-  gauges() {
+  async gauges(): Promise<GaugeReadings> {
     const connectionsByApp = new Map<string, number>();
     let subscriptions = 0;
     for (const connection of this.connections.values()) {
@@ -156,6 +211,7 @@ export class ChorusNode {
       channels,
       busConnected: this.cluster.bus.ready,
       draining: this.draining,
+      webhookDeadLetters: await this.cluster.webhooks.deadLetterCount().catch(() => -1),
     };
   }
 

@@ -1,6 +1,7 @@
 /** The single-process cluster: in-memory state, and a bus that delivers straight to this node. */
 import { isPresence } from "../channels/kinds.ts";
 import { Metrics } from "../metrics.ts";
+import { MemoryWebhookQueue } from "../webhooks/memory-queue.ts";
 import type {
   Bus,
   CachedEvent,
@@ -124,19 +125,29 @@ export class LocalState implements State {
     return Promise.resolve(this.#app(appId).connections.size);
   }
 
-  addSubscription(appId: string, channel: string, socketId: string): Promise<void> {
+  addSubscription(
+    appId: string,
+    channel: string,
+    socketId: string,
+  ): Promise<{ occupied: boolean }> {
     const { subscriptions } = this.#app(appId);
     let sockets = subscriptions.get(channel);
     if (!sockets) subscriptions.set(channel, sockets = new Set());
+    const before = sockets.size;
     sockets.add(socketId);
-    return Promise.resolve();
+    return Promise.resolve({ occupied: before === 0 && sockets.size === 1 });
   }
 
-  removeSubscription(appId: string, channel: string, socketId: string): Promise<void> {
+  removeSubscription(
+    appId: string,
+    channel: string,
+    socketId: string,
+  ): Promise<{ vacated: boolean }> {
     const { subscriptions } = this.#app(appId);
     const sockets = subscriptions.get(channel);
-    if (sockets?.delete(socketId) && sockets.size === 0) subscriptions.delete(channel);
-    return Promise.resolve();
+    if (!sockets?.delete(socketId) || sockets.size > 0) return Promise.resolve({ vacated: false });
+    subscriptions.delete(channel);
+    return Promise.resolve({ vacated: true });
   }
 
   joinPresence(
@@ -238,6 +249,7 @@ export class LocalCluster implements Cluster {
   readonly state = new LocalState();
 
   readonly metrics = new Metrics();
+  readonly webhooks = new MemoryWebhookQueue();
 
   constructor(readonly nodeId: string, readonly region: string) {}
 

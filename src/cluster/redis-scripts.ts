@@ -21,7 +21,8 @@
  *   c {app} {socket} | s {app} {channel} {socket} | p {app} {channel} {socket} {user}
  *   | u {app} {socket} {user}
  * Scripts that can make members or users leave or return answer groups of five:
- *   kind ('p' presence member, 'u' signed-in user), app, channel ('' for users), user, info
+ *   kind ('p' presence member, 'u' signed-in user, 'o' / 'v' channel occupied / vacated),
+ *   app, channel ('' for users), user ('' for channels), info
  */
 
 const PRELUDE = `
@@ -57,19 +58,23 @@ local function conn_remove(app, sock)
   redis.call('SREM', app_key(app) .. ':conns', sock)
 end
 
+-- 1 when the channel just became occupied (its first subscriber anywhere).
 local function sub_add(app, channel, sock)
   local key = app_key(app)
   if redis.call('SADD', key .. ':subs:' .. channel, sock) == 1 then
-    redis.call('SADD', key .. ':channels', channel)
+    return redis.call('SADD', key .. ':channels', channel)
   end
+  return 0
 end
 
+-- 1 when the channel just became vacated (its last subscriber anywhere left).
 local function sub_remove(app, channel, sock)
   local key = app_key(app)
   local subs = key .. ':subs:' .. channel
   if redis.call('SREM', subs, sock) == 1 and redis.call('SCARD', subs) == 0 then
-    redis.call('SREM', key .. ':channels', channel)
+    return redis.call('SREM', key .. ':channels', channel)
   end
+  return 0
 end
 
 -- 1: the user's first socket in the channel; 0: already present; -1: channel full.
@@ -131,7 +136,7 @@ local function remove_node(node_id)
       conn_remove(f[2], f[3])
     elseif kind == 's' then
       local f = split(entry, 4)
-      sub_remove(f[2], f[3], f[4])
+      if sub_remove(f[2], f[3], f[4]) == 1 then push_change(removed, 'v', f[2], f[3], '', '') end
     elseif kind == 'p' then
       local f = split(entry, 5)
       if presence_leave(f[2], f[3], f[4], f[5]) == 1 then push_change(removed, 'p', f[2], f[3], f[5], '') end
@@ -165,16 +170,14 @@ return 1
 
 /** ARGV: root, node, app, channel, socket. */
 export const SUBSCRIPTION_ADD = script(`
-sub_add(ARGV[3], ARGV[4], ARGV[5])
 redis.call('SADD', NODE, 's\\t' .. ARGV[3] .. '\\t' .. ARGV[4] .. '\\t' .. ARGV[5])
-return 1
+return sub_add(ARGV[3], ARGV[4], ARGV[5])
 `);
 
 /** ARGV: root, node, app, channel, socket. */
 export const SUBSCRIPTION_REMOVE = script(`
-sub_remove(ARGV[3], ARGV[4], ARGV[5])
 redis.call('SREM', NODE, 's\\t' .. ARGV[3] .. '\\t' .. ARGV[4] .. '\\t' .. ARGV[5])
-return 1
+return sub_remove(ARGV[3], ARGV[4], ARGV[5])
 `);
 
 /**
@@ -253,7 +256,9 @@ while i <= #ARGV do
     redis.call('SADD', NODE, 'c\\t' .. ARGV[i + 1] .. '\\t' .. ARGV[i + 2])
     i = i + 3
   elseif kind == 's' then
-    sub_add(ARGV[i + 1], ARGV[i + 2], ARGV[i + 3])
+    if sub_add(ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]) == 1 and announce then
+      push_change(added, 'o', ARGV[i + 1], ARGV[i + 2], '', '')
+    end
     redis.call('SADD', NODE, 's\\t' .. ARGV[i + 1] .. '\\t' .. ARGV[i + 2] .. '\\t' .. ARGV[i + 3])
     i = i + 4
   elseif kind == 'u' then

@@ -11,8 +11,7 @@ import { isPresence } from "../channels/kinds.ts";
 import type { ClusterConfig } from "../config.ts";
 import { errorMessage, type Logger } from "../log.ts";
 import { Metrics } from "../metrics.ts";
-import { watchersChannel } from "../channels/internal.ts";
-import { memberAddedFrame, memberRemovedFrame, watchlistEventsFrame } from "../protocol/encode.ts";
+import { RedisWebhookQueue } from "../webhooks/redis-queue.ts";
 import * as scripts from "./redis-scripts.ts";
 import { COUNT_ANNOUNCE_INTERVAL_MS } from "./local.ts";
 import type {
@@ -20,6 +19,7 @@ import type {
   CachedEvent,
   ChannelCounts,
   Cluster,
+  ClusterChange,
   ClusterHost,
   CountClaim,
   JoinResult,
@@ -226,12 +226,22 @@ class RedisState implements State {
     return await this.cluster.commands.scard(`${this.cluster.root}:${appId}:conns`);
   }
 
-  async addSubscription(appId: string, channel: string, socketId: string): Promise<void> {
-    await this.cluster.run("SUBSCRIPTION_ADD", appId, channel, socketId);
+  async addSubscription(
+    appId: string,
+    channel: string,
+    socketId: string,
+  ): Promise<{ occupied: boolean }> {
+    return { occupied: await this.cluster.run("SUBSCRIPTION_ADD", appId, channel, socketId) === 1 };
   }
 
-  async removeSubscription(appId: string, channel: string, socketId: string): Promise<void> {
-    await this.cluster.run("SUBSCRIPTION_REMOVE", appId, channel, socketId);
+  async removeSubscription(
+    appId: string,
+    channel: string,
+    socketId: string,
+  ): Promise<{ vacated: boolean }> {
+    return {
+      vacated: await this.cluster.run("SUBSCRIPTION_REMOVE", appId, channel, socketId) === 1,
+    };
   }
 
   async joinPresence(
@@ -357,6 +367,27 @@ class RedisState implements State {
   }
 }
 
+function toChange(
+  kind: string,
+  appId: string,
+  channel: string,
+  userId: string,
+  info: string,
+  direction: "joined" | "left",
+): ClusterChange {
+  const joined = direction === "joined";
+  switch (kind) {
+    case "p":
+      return joined
+        ? { kind: "member_added", appId, channel, userId, userInfo: parseInfo(info) }
+        : { kind: "member_removed", appId, channel, userId };
+    case "u":
+      return { kind: joined ? "user_online" : "user_offline", appId, userId };
+    default:
+      return { kind: kind === "o" ? "channel_occupied" : "channel_vacated", appId, channel };
+  }
+}
+
 /** HGETALL comes back as a flat list (RESP2, Lua) or a map object (RESP3). */
 function toFlatList(reply: unknown): unknown[] {
   if (Array.isArray(reply)) return reply;
@@ -389,6 +420,7 @@ export class RedisCluster implements Cluster {
   readonly metrics = new Metrics();
   readonly bus: RedisBus;
   readonly state: RedisState;
+  readonly webhooks: RedisWebhookQueue;
   readonly #leaseMs: number;
   readonly #log: Logger;
   readonly #shas = new Map<ScriptName, string>();
@@ -418,6 +450,7 @@ export class RedisCluster implements Cluster {
     );
     this.bus = new RedisBus(this, publisher, subscriber, log);
     this.state = new RedisState(this);
+    this.webhooks = new RedisWebhookQueue(this.commands, this.root);
   }
 
   assertReady(): void {
@@ -501,23 +534,16 @@ export class RedisCluster implements Cluster {
     }
   }
 
-  /** Tells the cluster about members and users a script found joined again or gone. */
+  /** Hands the changes a script found (groups of five) to the node to announce. */
   async #announce(changes: string[], direction: "joined" | "left"): Promise<void> {
-    const relays: Promise<void>[] = [];
+    const announcements: Promise<void>[] = [];
     for (let i = 0; i + 4 < changes.length; i += 5) {
       const [kind, appId, channel, userId, info] = changes.slice(i, i + 5);
-      if (kind === "p") {
-        const frame = direction === "joined"
-          ? memberAddedFrame(channel, userId, parseInfo(info))
-          : memberRemovedFrame(channel, userId);
-        relays.push(this.bus.relay(appId, channel, frame));
-      } else {
-        const name = direction === "joined" ? "online" : "offline";
-        const frame = watchlistEventsFrame([{ name, user_ids: [userId] }]);
-        relays.push(this.bus.relay(appId, watchersChannel(userId), frame));
-      }
+      announcements.push(
+        this.#host!.announce(toChange(kind, appId, channel, userId, info, direction)),
+      );
     }
-    await Promise.all(relays);
+    await Promise.all(announcements);
   }
 
   async stop(): Promise<void> {

@@ -1,4 +1,5 @@
 import type { Metrics } from "../metrics.ts";
+import type { WebhookQueue } from "../webhooks/types.ts";
 
 /**
  * What nodes share. `Bus` moves event frames between nodes; `State` holds everything that spans
@@ -68,8 +69,18 @@ export interface State {
   removeConnection(appId: string, socketId: string): Promise<void>;
   connectionCount(appId: string): Promise<number>;
 
-  addSubscription(appId: string, channel: string, socketId: string): Promise<void>;
-  removeSubscription(appId: string, channel: string, socketId: string): Promise<void>;
+  /** `occupied` when this is the channel's first subscriber anywhere. */
+  addSubscription(
+    appId: string,
+    channel: string,
+    socketId: string,
+  ): Promise<{ occupied: boolean }>;
+  /** `vacated` when this was the channel's last subscriber anywhere. */
+  removeSubscription(
+    appId: string,
+    channel: string,
+    socketId: string,
+  ): Promise<{ vacated: boolean }>;
 
   /**
    * Adds a socket as `userId` to a presence channel. `first` is true when this is the user's
@@ -127,10 +138,19 @@ export interface NodeSnapshot {
   users: { appId: string; socketId: string; userId: string }[];
 }
 
+/** Something other nodes' sockets and the app's webhooks must hear about. */
+export type ClusterChange =
+  | { kind: "member_added"; appId: string; channel: string; userId: string; userInfo: unknown }
+  | { kind: "member_removed"; appId: string; channel: string; userId: string }
+  | { kind: "user_online" | "user_offline"; appId: string; userId: string }
+  | { kind: "channel_occupied" | "channel_vacated"; appId: string; channel: string };
+
 /** What the cluster layer needs from the node it serves. */
 export interface ClusterHost {
   deliver: LocalDelivery;
   snapshot(): NodeSnapshot;
+  /** Changes the cluster found by itself (a dead node swept, a stalled node back). */
+  announce(change: ClusterChange): Promise<void>;
 }
 
 export interface Cluster {
@@ -140,6 +160,8 @@ export interface Cluster {
   readonly region: string;
   readonly bus: Bus;
   readonly state: State;
+  /** Where webhook jobs wait: shared by the cluster so any node can send or retry them. */
+  readonly webhooks: WebhookQueue;
   start(host: ClusterHost): Promise<void>;
   /** Removes this node's share of the state (member_removed published) and disconnects. */
   stop(): Promise<void>;

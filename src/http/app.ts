@@ -174,13 +174,13 @@ export function createHttpApp(node: ChorusNode): Hono<Env> {
 }
 
 /** GET /metrics in Prometheus text format, behind the optional bearer token. */
-export function metricsHandler(node: ChorusNode): (c: Context) => Response {
-  return (c) => {
+export function metricsHandler(node: ChorusNode): (c: Context) => Promise<Response> {
+  return async (c) => {
     const token = node.config.metricsToken;
     if (token && c.req.header("authorization") !== `Bearer ${token}`) {
       return c.json({ error: "Missing or wrong bearer token" }, 401);
     }
-    return c.text(node.metrics.render(node.gauges()), 200, {
+    return c.text(node.metrics.render(await node.gauges()), 200, {
       "content-type": "text/plain; version=0.0.4; charset=utf-8",
     });
   };

@@ -1,0 +1,175 @@
+/**
+ * Webhook delivery, at least once: events are filtered per webhook, batched per app and URL for
+ * a short window, queued durably as a signed job, then sent by a worker that retries network
+ * errors, 5xx and 429 with exponential backoff and jitter until a horizon, after which the job
+ * goes to the dead-letter list. `emit` only pushes onto an array: the socket hot path never waits.
+ */
+import { hmacSha256Hex } from "../auth.ts";
+import type { AppConfig } from "../config.ts";
+import { errorMessage, type Logger } from "../log.ts";
+import type { Metrics } from "../metrics.ts";
+import type { WebhookEvent, WebhookJob, WebhookQueue } from "./types.ts";
+
+export interface WebhookSettings {
+  /** How long events gather before a batch is queued. */
+  batchMs: number;
+  /** Most events in one POST. */
+  batchSize: number;
+  /** First retry delay; doubles per attempt up to a minute. */
+  retryBaseMs: number;
+  /** After this long since first queued, a failing job goes to the dead-letter list. */
+  retryHorizonMs: number;
+  timeoutMs: number;
+}
+
+type WebhookConfig = AppConfig["webhooks"][number];
+
+const WORKER_TICK_MS = 100;
+const MAX_RETRY_DELAY_MS = 60_000;
+const CLAIM_BATCH = 20;
+
+interface Pending {
+  app: AppConfig;
+  webhook: WebhookConfig;
+  events: WebhookEvent[];
+  timer: ReturnType<typeof setTimeout>;
+}
+
+export class WebhookDispatcher {
+  readonly #pending = new Map<string, Pending>();
+  readonly #inFlight = new Set<Promise<void>>();
+  #worker: ReturnType<typeof setInterval> | undefined;
+  #working = false;
+
+  constructor(
+    readonly queue: WebhookQueue,
+    readonly settings: WebhookSettings,
+    readonly log: Logger,
+    readonly metrics: Metrics,
+    readonly now: () => number = Date.now,
+  ) {}
+
+  /** True when some webhook of the app wants this kind of event (cheap; call before building one). */
+  wants(app: AppConfig, name: WebhookEvent["name"]): boolean {
+    return app.webhooks.some((webhook) => !webhook.events || webhook.events.includes(name));
+  }
+
+  emit(app: AppConfig, event: WebhookEvent): void {
+    app.webhooks.forEach((webhook, index) => {
+      if (!matches(webhook, event)) return;
+      const key = `${app.id}\n${index}`;
+      let pending = this.#pending.get(key);
+      if (!pending) {
+        const timer = setTimeout(() => this.#flush(key), this.settings.batchMs);
+        this.#pending.set(key, pending = { app, webhook, events: [], timer });
+      }
+      pending.events.push(event);
+      if (pending.events.length >= this.settings.batchSize) this.#flush(key);
+    });
+  }
+
+  start(): void {
+    this.#worker = setInterval(() => this.#work(), WORKER_TICK_MS);
+  }
+
+  /** Queues what is gathering and waits for sends in flight. */
+  async stop(): Promise<void> {
+    clearInterval(this.#worker);
+    await Promise.allSettled([...this.#pending.keys()].map((key) => this.#flush(key)));
+    await Promise.allSettled([...this.#inFlight]);
+  }
+
+  #flush(key: string): Promise<void> {
+    const pending = this.#pending.get(key);
+    if (!pending) return Promise.resolve();
+    this.#pending.delete(key);
+    clearTimeout(pending.timer);
+    const { app, webhook, events } = pending;
+    const now = this.now();
+    const job: WebhookJob = {
+      id: crypto.randomUUID(),
+      appId: app.id,
+      url: webhook.url,
+      headers: {
+        ...webhook.headers,
+        "X-Pusher-Key": app.key,
+      },
+      body: JSON.stringify({ time_ms: now, events }),
+      attempts: 0,
+      firstAt: now,
+    };
+    job.headers["X-Pusher-Signature"] = hmacSha256Hex(app.secret, job.body);
+    return this.queue.enqueue(job).then(
+      () => this.#work(),
+      (error) => this.log.error("webhook could not be queued", { error: errorMessage(error) }),
+    );
+  }
+
+  async #work(): Promise<void> {
+    if (this.#working) return;
+    this.#working = true;
+    try {
+      const now = this.now();
+      const jobs = await this.queue.claim(now, this.settings.timeoutMs * 2, CLAIM_BATCH);
+      for (const job of jobs) {
+        const sending = this.#send(job).finally(() => this.#inFlight.delete(sending));
+        this.#inFlight.add(sending);
+      }
+    } catch (error) {
+      this.log.warn("webhook queue unavailable", { error: errorMessage(error) });
+    } finally {
+      this.#working = false;
+    }
+  }
+
+  async #send(job: WebhookJob): Promise<void> {
+    let failure: string;
+    let retryable = true;
+    try {
+      const response = await fetch(job.url, {
+        method: "POST",
+        headers: {
+          "Content-Type": "application/json",
+          "X-Chorus-Webhook-Id": job.id,
+          ...job.headers,
+        },
+        body: job.body,
+        signal: AbortSignal.timeout(this.settings.timeoutMs),
+      });
+      await response.body?.cancel();
+      if (response.ok) {
+        this.metrics.webhooksSent++;
+        await this.queue.complete(job);
+        return;
+      }
+      failure = `HTTP ${response.status}`;
+      retryable = response.status >= 500 || response.status === 429;
+    } catch (error) {
+      failure = errorMessage(error);
+    }
+    this.metrics.webhookFailures++;
+    const now = this.now();
+    const delay = Math.min(MAX_RETRY_DELAY_MS, this.settings.retryBaseMs * 2 ** job.attempts);
+    const dueAt = now + delay * (0.5 + Math.random() / 2);
+    if (!retryable || dueAt - job.firstAt > this.settings.retryHorizonMs) {
+      this.log.warn("webhook dead-lettered", { app: job.appId, url: job.url, id: job.id, failure });
+      await this.queue.deadLetter(job, failure, now);
+      return;
+    }
+    this.log.info("webhook will be retried", {
+      url: job.url,
+      id: job.id,
+      failure,
+      attempt: job.attempts + 1,
+    });
+    await this.queue.retry(job, dueAt);
+  }
+}
+
+function matches(webhook: WebhookConfig, event: WebhookEvent): boolean {
+  if (webhook.events && !webhook.events.includes(event.name)) return false;
+  const filter = webhook.filter;
+  if (filter?.channel_prefix && !event.channel.startsWith(filter.channel_prefix)) return false;
+  if (filter?.channel_suffix && !event.channel.endsWith(filter.channel_suffix)) return false;
+  return true;
+}

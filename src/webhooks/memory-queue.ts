@@ -1,0 +1,47 @@
+/** The single-node webhook queue: jobs in memory. */
+import type { WebhookJob, WebhookQueue } from "./types.ts";
+
+/** Dead letters kept for inspection; older ones are dropped. */
+export const MAX_DEAD_LETTERS = 1_000;
+
+export class MemoryWebhookQueue implements WebhookQueue {
+  readonly #jobs = new Map<string, { job: WebhookJob; dueAt: number }>();
+  readonly deadLetters: { job: WebhookJob; reason: string; at: number }[] = [];
+
+  enqueue(job: WebhookJob): Promise<void> {
+    this.#jobs.set(job.id, { job, dueAt: job.firstAt });
+    return Promise.resolve();
+  }
+
+  claim(now: number, leaseMs: number, max: number): Promise<WebhookJob[]> {
+    const claimed: WebhookJob[] = [];
+    for (const entry of this.#jobs.values()) {
+      if (claimed.length >= max) break;
+      if (entry.dueAt > now) continue;
+      entry.dueAt = now + leaseMs;
+      claimed.push(entry.job);
+    }
+    return Promise.resolve(claimed);
+  }
+
+  complete(job: WebhookJob): Promise<void> {
+    this.#jobs.delete(job.id);
+    return Promise.resolve();
+  }
+
+  retry(job: WebhookJob, dueAt: number): Promise<void> {
+    this.#jobs.set(job.id, { job: { ...job, attempts: job.attempts + 1 }, dueAt });
+    return Promise.resolve();
+  }
+
+  deadLetter(job: WebhookJob, reason: string, now: number): Promise<void> {
+    this.#jobs.delete(job.id);
+    this.deadLetters.unshift({ job, reason, at: now });
+    this.deadLetters.length = Math.min(this.deadLetters.length, MAX_DEAD_LETTERS);
+    return Promise.resolve();
+  }
+
+  deadLetterCount(): Promise<number> {
+    return Promise.resolve(this.deadLetters.length);
+  }
+}
