@@ -79,12 +79,20 @@ function installExitHook(): void {
   process.on("exit", () => {
     for (const child of live) {
       try {
-        child.kill("SIGKILL");
+        signal(child, "SIGKILL");
       } catch {
         // already gone
       }
     }
   });
+}
+
+function signal(child: ChildProcess, name: "SIGTERM" | "SIGKILL"): void {
+  try {
+    if (child.pid !== undefined) process.kill(child.pid, name);
+  } catch {
+    // already gone
+  }
 }
 
 /** Environment for the child: the test process's env without any CHORUS_* / PORT / HOST. */
@@ -195,8 +203,9 @@ export function jsonLines(lines: string[]): (Record<string, unknown> | undefined
 async function killAndWait(s: Spawned): Promise<void> {
   s.watch.running = false;
   if (s.child.exitCode === null && s.child.signalCode === null) {
-    s.child.kill("SIGTERM");
-    const timer = setTimeout(() => s.child.kill("SIGKILL"), 3000);
+    // process.kill, not child.kill: Deno's ChildProcess ignores every kill() after the first.
+    signal(s.child, "SIGTERM");
+    const timer = setTimeout(() => signal(s.child, "SIGKILL"), 3000);
     await s.exited;
     clearTimeout(timer);
   }
