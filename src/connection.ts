@@ -19,7 +19,6 @@ import { CLOSE_MESSAGE_TOO_BIG, ErrorCode } from "./protocol/codes.ts";
 import {
   cacheMissFrame,
   channelEventFrame,
-  clientEventFrame,
   connectionEstablishedFrame,
   errorFrame,
   pingFrame,
@@ -162,8 +161,8 @@ export class Connection implements SocketSession, Subscriber {
     while (queue && queue.length > 0 && !this.#isClosed()) {
       const step = this.#handle(queue.shift());
       if (step) {
-        this.#queue = queue;
-        step.catch((error) => this.#fail(error)).finally(() => this.#drain());
+        this.#queue = queue; // the rest waits for this step
+        this.#run(step);
         return;
       }
     }
@@ -480,7 +479,7 @@ export class Connection implements SocketSession, Subscriber {
       this.#sendError(ErrorCode.ClientEventRejected, "Client event rate limit exceeded");
       return;
     }
-    const frame = clientEventFrame(event, channel, data, subscription.userId);
+    const frame = channelEventFrame(event, channel, data, subscription.userId);
     this.node.cluster.bus.relay(app.id, channel, frame, this.socketId);
     if (this.node.webhooks.wants(app, "client_event")) {
       this.node.webhooks.emit(app, {

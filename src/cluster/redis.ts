@@ -82,15 +82,7 @@ class RedisBus implements Bus {
       this.cluster.metrics.publishFailures++;
       throw new Error("Redis is not connected");
     }
-    try {
-      await this.publisher.publish(
-        this.channelKey(appId, channel),
-        this.#envelope(frame, exceptSocketId),
-      );
-    } catch (error) {
-      this.cluster.metrics.publishFailures++;
-      throw error;
-    }
+    await this.#publishToOthers(appId, channel, frame, exceptSocketId);
     this.deliver(appId, channel, frame, exceptSocketId);
   }
 
@@ -109,19 +101,26 @@ class RedisBus implements Bus {
       return;
     }
     try {
-      await this.publisher.publish(
-        this.channelKey(appId, channel),
-        this.#envelope(frame, exceptSocketId),
-      );
+      await this.#publishToOthers(appId, channel, frame, exceptSocketId);
     } catch (error) {
-      this.cluster.metrics.publishFailures++;
       this.log.warn("relay to other nodes failed", { channel, error: errorMessage(error) });
     }
   }
 
-  /** `{origin node}\n{excluded socket}\n{publish time ms}\n{frame}` */
-  #envelope(frame: string, exceptSocketId: string | undefined): string {
-    return `${this.#ownPrefix}${exceptSocketId ?? ""}\n${Date.now()}\n${frame}`;
+  /** Sends `{origin node}\n{excluded socket}\n{publish time ms}\n{frame}` over Redis. */
+  async #publishToOthers(
+    appId: string,
+    channel: string,
+    frame: string,
+    exceptSocketId: string | undefined,
+  ): Promise<void> {
+    const envelope = `${this.#ownPrefix}${exceptSocketId ?? ""}\n${Date.now()}\n${frame}`;
+    try {
+      await this.publisher.publish(this.channelKey(appId, channel), envelope);
+    } catch (error) {
+      this.cluster.metrics.publishFailures++;
+      throw error;
+    }
   }
 
   #receive(redisChannel: string, message: string): void {

@@ -19,25 +19,11 @@ export function connectionEstablishedFrame(socketId: string, activityTimeout: nu
   });
 }
 
-/** A channel event whose `data` is already the string to send. */
+/**
+ * A channel event. HTTP-triggered events pass `data` as the string to send; client events pass
+ * it exactly as the sender sent it (object or string).
+ */
 export function channelEventFrame(
-  event: string,
-  channel: string,
-  data: string,
-  userId?: string,
-): string {
-  return JSON.stringify(
-    userId === undefined ? { event, channel, data } : {
-      event,
-      channel,
-      data,
-      user_id: userId,
-    },
-  );
-}
-
-/** A client event: `data` goes out exactly as the sender sent it (object or string). */
-export function clientEventFrame(
   event: string,
   channel: string,
   data: unknown,
