@@ -546,5 +546,17 @@ describe(
       assert.equal(got(sA, "from-b", ch).length, 1, "A: from-b once");
       assert.equal(recB.count("from-a"), 1);
     });
+
+    it("a replica that stops replicating makes B not ready, and ready again when it resumes", {
+      timeout: 30000,
+    }, async () => {
+      // B's own probe, published on the primary, no longer comes back through the replica.
+      await replicaClient.call("REPLICAOF", "NO", "ONE");
+      await waitReady(b, 503, 10000);
+      assert.equal((await health(a, "/ready")).status, 200, "A subscribes on the primary");
+      await replicaClient.call("REPLICAOF", "127.0.0.1", String(primary.port));
+      await waitReplicaLinked(replicaClient);
+      await waitReady(b, 200, 15000);
+    });
   },
 );

@@ -29,6 +29,10 @@ import type {
 
 type ScriptName = keyof typeof scripts;
 
+/** How often a node checks that its own publishes come back through its subscriber. */
+const PROBE_INTERVAL_MS = 1_000;
+const PROBES_MISSED_BEFORE_NOT_READY = 3;
+
 /** ioredis connection options shared by all three connections. */
 function connectionOptions(extra: RedisOptions): RedisOptions {
   return {
@@ -50,6 +54,12 @@ class RedisBus implements Bus {
   #waiters = new Map<string, (() => void)[]>();
   #flushScheduled = false;
   readonly #ownPrefix: string;
+  /**
+   * A channel only this node listens on. The node publishes to it on the primary and must hear
+   * itself through its subscriber: that proves the path, including a replica's replication link.
+   */
+  readonly probeKey: string;
+  #probeHeardAt = 0;
 
   constructor(
     readonly cluster: RedisCluster,
@@ -58,14 +68,32 @@ class RedisBus implements Bus {
     readonly log: Logger,
   ) {
     this.#ownPrefix = `${cluster.nodeId}\n`;
+    this.probeKey = `${cluster.root}:probe:${cluster.nodeId}`;
     subscriber.on("message", (redisChannel: string, message: string) => {
-      this.#receive(redisChannel, message);
+      if (redisChannel === this.probeKey) this.#probeHeardAt = Date.now();
+      else this.#receive(redisChannel, message);
     });
   }
 
   get ready(): boolean {
     return this.publisher.status === "ready" && this.subscriber.status === "ready" &&
-      this.cluster.commands.status === "ready";
+      this.cluster.commands.status === "ready" &&
+      Date.now() - this.#probeHeardAt < PROBE_INTERVAL_MS * PROBES_MISSED_BEFORE_NOT_READY;
+  }
+
+  /** Publishes a probe; waits (briefly) for it on the first call so `ready` starts true. */
+  async probe(): Promise<void> {
+    if (this.publisher.status !== "ready") return;
+    const sentAt = Date.now();
+    try {
+      await this.publisher.publish(this.probeKey, String(sentAt));
+    } catch {
+      // reported through `ready`
+    }
+  }
+
+  get probeHeard(): boolean {
+    return this.#probeHeardAt > 0;
   }
 
   channelKey(appId: string, channel: string): string {
@@ -485,6 +513,13 @@ export class RedisCluster implements Cluster {
       if (!this.#stopping && this.#connectedOnce) this.#log.warn("redis connection lost");
     });
     await Promise.all(connections.map((connection) => connection.connect()));
+    await this.bus.subscriber.subscribe(this.bus.probeKey);
+    this.#timers.push(setInterval(() => this.bus.probe(), PROBE_INTERVAL_MS));
+    // Ready once the first probe came back (normally a millisecond).
+    for (let i = 0; i < 50 && !this.bus.probeHeard; i++) {
+      await this.bus.probe();
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
     this.#timers.push(setInterval(() => this.#heartbeat(), Math.max(250, this.#leaseMs / 3)));
     this.#timers.push(setInterval(() => this.#sweep(), Math.max(250, this.#leaseMs / 2)));
   }
