@@ -13,6 +13,7 @@ import type {
 } from "../src/runtime.ts";
 
 const OPEN = 1;
+const HARD_CAP_FACTOR = 16;
 
 class BunSocket implements SocketHandle {
   constructor(readonly raw: ServerWebSocket<unknown>) {}
@@ -62,11 +63,14 @@ export function createBunAdapter(): RuntimeAdapter {
       }) as ReturnType<RuntimeAdapter["websocket"]>;
     },
 
-    publish(topic: string, frame: string, _subscribers, except?: Subscriber): void {
+    publish(topic: string, frame: string, _subscribers, except?: Subscriber): boolean {
       const excluded = except?.socket instanceof BunSocket ? except.socket.raw : undefined;
       // A socket's own publish reaches every subscriber but itself: socket_id exclusion.
-      if (excluded && excluded.readyState === OPEN) excluded.publish(topic, frame);
-      else server?.publish(topic, frame);
+      const status = excluded && excluded.readyState === OPEN
+        ? excluded.publish(topic, frame)
+        : server?.publish(topic, frame) ?? 1;
+      // -1: some subscriber's data was queued (backpressure); 0: some were over the hard cap.
+      return status <= 0;
     },
 
     clientAddress(c) {
@@ -81,7 +85,9 @@ export function createBunAdapter(): RuntimeAdapter {
         websocket: {
           ...websocket,
           maxPayloadLength: options.maxPayloadLength,
-          backpressureLimit: options.backpressureLimit,
+          // A hard cap well above the budget bounds memory; the core closes slow sockets with
+          // 4100 at the budget, while its error and close frames still fit.
+          backpressureLimit: options.socketBufferLimit * HARD_CAP_FACTOR,
           closeOnBackpressureLimit: true,
           // Liveness is Pusher's activity_timeout, done by the core; Bun's own timer is off.
           idleTimeout: 0,

@@ -33,6 +33,7 @@ class DenoSocket implements SocketHandle {
 }
 
 export function createDenoAdapter(): RuntimeAdapter {
+  let budget = Infinity;
   return {
     name: "deno",
 
@@ -54,10 +55,14 @@ export function createDenoAdapter(): RuntimeAdapter {
       }, { idleTimeout: 0 }) as ReturnType<RuntimeAdapter["websocket"]>;
     },
 
-    publish(_topic, frame, subscribers: ReadonlySet<Subscriber>, except?: Subscriber): void {
+    publish(_topic, frame, subscribers: ReadonlySet<Subscriber>, except?: Subscriber): boolean {
+      let overBudget = false;
       for (const subscriber of subscribers) {
-        if (subscriber !== except) subscriber.socket.send(frame);
+        if (subscriber === except) continue;
+        subscriber.socket.send(frame);
+        if (subscriber.socket.bufferedAmount() > budget) overBudget = true;
       }
+      return overBudget;
     },
 
     clientAddress(c) {
@@ -65,6 +70,7 @@ export function createDenoAdapter(): RuntimeAdapter {
     },
 
     serve(app: HttpApp, options: ServeOptions): Promise<RunningServer> {
+      budget = options.socketBufferLimit;
       return new Promise((resolve) => {
         const server = Deno.serve({
           hostname: options.hostname,

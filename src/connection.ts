@@ -71,6 +71,9 @@ export class Connection implements SocketSession, Subscriber {
   /** Clock reading (ms) when the server pinged; 0 when no ping is outstanding. */
   pingSentAt = 0;
   #state: "opening" | "open" | "closed" = "opening";
+  /** Resolves when the runtime reports the socket closed (the close handshake is over). */
+  readonly socketClosed: Promise<void>;
+  #socketClosed!: () => void;
   #counted = false;
   #queue: unknown[] | null = null;
   readonly #clientEvents: TokenBucket | undefined;
@@ -80,6 +83,7 @@ export class Connection implements SocketSession, Subscriber {
     readonly app: AppConfig | undefined,
     readonly refusal: Refusal | undefined,
   ) {
+    this.socketClosed = new Promise((resolve) => this.#socketClosed = resolve);
     this.socketId = node.nextSocketId();
     this.lastSeen = node.now();
     const rate = app?.client_events.rate_limit;
@@ -498,7 +502,7 @@ export class Connection implements SocketSession, Subscriber {
     if (this.#state !== "open") return;
     const app = this.app!;
     if (this.socket.bufferedAmount() > this.node.config.socketBufferLimit) {
-      this.#closeWithError(ErrorCode.OverCapacity, "Client is too slow to receive its messages");
+      this.terminateSlowConsumer();
       return;
     }
     if (this.pingSentAt === 0) {
@@ -509,6 +513,10 @@ export class Connection implements SocketSession, Subscriber {
     } else if (now - this.pingSentAt >= app.pong_timeout * 1000) {
       this.#closeWithError(ErrorCode.PongTimeout, "Pong reply not received in time");
     }
+  }
+
+  terminateSlowConsumer(): void {
+    this.#closeWithError(ErrorCode.OverCapacity, "Client is too slow to receive its messages");
   }
 
   /** Server-side close (terminate, drain): error frame, then close with the same code. */
@@ -536,11 +544,17 @@ export class Connection implements SocketSession, Subscriber {
   #close(code: number, reason: string): void {
     if (this.#isClosed()) return;
     this.socket.close(code, reason);
-    this.close(code);
+    this.#release(code);
   }
 
-  /** The socket closed (either side): leave every channel and free the quota slot. */
+  /** The runtime reports the socket closed (either side started it). */
   close(code: number): void {
+    this.#release(code);
+    this.#socketClosed();
+  }
+
+  /** Leaves every channel and frees the quota slot, once. */
+  #release(code: number): void {
     if (this.#isClosed() && !this.#counted) return;
     this.#state = "closed";
     this.node.connections.delete(this.socketId);

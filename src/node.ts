@@ -24,6 +24,8 @@ import type { GaugeReadings, Metrics } from "./metrics.ts";
 import type { RuntimeAdapter } from "./runtime.ts";
 
 const LIVENESS_SWEEP_MS = 1_000;
+/** How long a drain waits for clients to answer the last close frames. */
+const CLOSE_HANDSHAKE_GRACE_MS = 2_000;
 
 export class ChorusNode {
   /** Open connections of this node by socket id. */
@@ -78,6 +80,8 @@ export class ChorusNode {
   async drain(windowMs: number): Promise<void> {
     this.draining = true;
     const connections = [...this.connections.values()];
+    // Stopping the listener would cut close handshakes still in flight (Deno closes with 1001).
+    const handshakes = Promise.all(connections.map((connection) => connection.socketClosed));
     const slices = Math.max(1, Math.min(connections.length, 100));
     const perSlice = Math.ceil(connections.length / slices);
     for (let slice = 0; slice < slices; slice++) {
@@ -89,6 +93,10 @@ export class ChorusNode {
         await new Promise((resolve) => setTimeout(resolve, windowMs / slices));
       }
     }
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const giveUp = new Promise((resolve) => timer = setTimeout(resolve, CLOSE_HANDSHAKE_GRACE_MS));
+    await Promise.race([handshakes, giveUp]);
+    clearTimeout(timer);
   }
 
   now(): number {
@@ -187,6 +195,17 @@ export class ChorusNode {
     }
   }
 
+  /**
+   * A publish left a socket's send buffer over budget: close such sockets with 4100 now, while
+   * the error and close frames still fit behind what is queued (the sweep would be a second late).
+   */
+  #checkSlowConsumers(subscribers: ReadonlySet<Connection>): void {
+    const budget = this.config.socketBufferLimit;
+    for (const connection of subscribers) {
+      if (connection.socket.bufferedAmount() > budget) connection.terminateSlowConsumer();
+    }
+  }
+
   /** Gauges for /metrics. */
   async gauges(): Promise<GaugeReadings> {
     const connectionsByApp = new Map<string, number>();
@@ -265,7 +284,9 @@ export class ChorusNode {
       return;
     }
     const except = exceptSocketId === undefined ? undefined : this.connections.get(exceptSocketId);
-    this.adapter.publish(channel.topic, frame, channel.subscribers, except);
+    if (this.adapter.publish(channel.topic, frame, channel.subscribers, except)) {
+      this.#checkSlowConsumers(channel.subscribers);
+    }
     const recipients = channel.subscribers.size -
       (except && channel.subscribers.has(except) ? 1 : 0);
     this.metrics.messagesOut += recipients;

@@ -32,8 +32,8 @@ export interface ServeOptions {
   port: number;
   /** Largest inbound frame the runtime should accept before closing with 1009. */
   maxPayloadLength: number;
-  /** Hard cap of bytes queued per socket; the core closes slow sockets (4100) well before. */
-  backpressureLimit: number;
+  /** Send-buffer budget per socket; the core closes sockets over it with 4100. */
+  socketBufferLimit: number;
 }
 
 /** The HTTP app as a runtime serves it (Bun hands its server in as the second argument). */
@@ -52,14 +52,15 @@ export interface RuntimeAdapter {
   websocket(accept: (c: Context) => SocketSession): (c: Context) => Response | Promise<Response>;
   /**
    * Sends one encoded frame to every subscriber of a topic but `except`. Bun publishes to its
-   * native topic; Deno walks `subscribers`.
+   * native topic; Deno walks `subscribers`. True when some recipient may now hold more than the
+   * send-buffer budget (`ServeOptions.socketBufferLimit`).
    */
   publish(
     topic: string,
     frame: string,
     subscribers: ReadonlySet<Subscriber>,
     except?: Subscriber,
-  ): void;
+  ): boolean;
   serve(app: HttpApp, options: ServeOptions): Promise<RunningServer>;
   /** The peer address of the request's connection. */
   clientAddress(c: Context): string;

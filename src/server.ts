@@ -37,7 +37,7 @@ export async function startServer(
   const serveOptions = {
     hostname: config.host,
     maxPayloadLength: Math.max(...config.apps.map((app) => app.max_message_size)),
-    backpressureLimit: config.socketBufferLimit * 4,
+    socketBufferLimit: config.socketBufferLimit,
   };
   const running = await adapter.serve(createHttpApp(node), { ...serveOptions, port: config.port });
   let metricsServer: RunningServer | undefined;

@@ -4,6 +4,7 @@
 import { Hono } from "hono";
 import type { Context, MiddlewareHandler } from "hono";
 import { bodyLimit } from "hono/body-limit";
+import { routePath } from "hono/route";
 import { userControlChannel } from "../channels/internal.ts";
 import { channelType, isPresence } from "../channels/kinds.ts";
 import type { ChannelCounts } from "../cluster/types.ts";
@@ -189,8 +190,10 @@ export function metricsHandler(node: ChorusNode): (c: Context) => Promise<Respon
 function countRequests(node: ChorusNode): MiddlewareHandler {
   return async (c, next) => {
     await next();
-    // Route patterns, not raw paths, keep the label set small.
-    const route = c.req.routePath === "/*" || !c.req.routePath ? "unmatched" : c.req.routePath;
+    // The endpoint's pattern (not a middleware's, not the raw path): one series per endpoint,
+    // whether a middleware refused the request or the handler answered it.
+    const pattern = routePath(c, -1);
+    const route = pattern === "" || pattern.endsWith("*") ? "unmatched" : pattern;
     if (route.endsWith("/app/:key")) return; // sockets are counted as connections
     node.metrics.httpRequests.inc({ route, status: String(c.res.status) });
   };
