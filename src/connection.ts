@@ -387,10 +387,10 @@ export class Connection implements SocketSession, Subscriber {
       if (last) {
         await this.node.announce({ kind: "member_removed", appId: app.id, channel: name, userId });
       }
-    } else {
-      this.node.countChanged(app, name);
     }
     const { vacated } = await state.removeSubscription(app.id, name, this.socketId);
+    // Only now: a count announcement reading the state before the removal would miss it.
+    if (userId === undefined) this.node.countChanged(app, name);
     if (vacated) {
       await this.node.announce({ kind: "channel_vacated", appId: app.id, channel: name });
     }

@@ -6,6 +6,7 @@ import { randomInt } from "node:crypto";
 import type { Context } from "hono";
 import { admit } from "./admission.ts";
 import { isUserControlChannel, watchersChannel } from "./channels/internal.ts";
+import { isPresence } from "./channels/kinds.ts";
 import { ChannelRegistry } from "./channels/registry.ts";
 import type { AppConfig, Config } from "./config.ts";
 import { Connection } from "./connection.ts";
@@ -126,8 +127,10 @@ export class ChorusNode {
   async stop(): Promise<void> {
     clearInterval(this.#sweep);
     await Promise.allSettled([...this.cleanups]);
-    await this.cluster.stop();
-    await this.webhooks.stop();
+    await this.cluster.leave();
+    await this.#announceCounts(); // the last changes, which the stopped sweep would have sent
+    await this.webhooks.stop(); // queues what is gathering while the shared queue is reachable
+    await this.cluster.disconnect();
   }
 
   /**
@@ -160,6 +163,9 @@ export class ChorusNode {
       case "channel_vacated":
         this.webhooks.emit(app, { name: change.kind, channel: change.channel });
         return;
+      case "subscription_count_changed":
+        if (!isPresence(change.channel)) this.countChanged(app, change.channel);
+        return;
     }
   }
 
@@ -171,28 +177,32 @@ export class ChorusNode {
     channels.add(channel);
   }
 
-  #announceCounts(): void {
+  #announceCounts(): Promise<unknown> {
+    const claims: Promise<void>[] = [];
     for (const [appId, channels] of this.#countsChanged) {
       const app = this.appsById.get(appId)!;
       for (const channel of channels) {
-        this.cluster.state.claimCountAnnouncement(appId, channel).then((claim) => {
-          if (claim.kind === "wait") return; // another announcement went out: retry next sweep
-          channels.delete(channel);
-          if (claim.kind !== "announce") return;
-          const count = claim.count;
-          this.webhooks.emit(app, {
-            name: "subscription_count",
-            channel,
-            subscription_count: count,
-          });
-          if (app.subscription_count && count > 0) {
-            this.cluster.bus.relay(appId, channel, subscriptionCountFrame(channel, count));
-          }
-        }).catch((error) =>
-          this.log.warn("subscription count announcement failed", { error: errorMessage(error) })
+        claims.push(
+          this.cluster.state.claimCountAnnouncement(appId, channel).then((claim) => {
+            if (claim.kind === "wait") return; // another announcement went out: retry next sweep
+            channels.delete(channel);
+            if (claim.kind !== "announce") return;
+            const count = claim.count;
+            this.webhooks.emit(app, {
+              name: "subscription_count",
+              channel,
+              subscription_count: count,
+            });
+            if (app.subscription_count && count > 0) {
+              this.cluster.bus.relay(appId, channel, subscriptionCountFrame(channel, count));
+            }
+          }).catch((error) =>
+            this.log.warn("subscription count announcement failed", { error: errorMessage(error) })
+          ),
         );
       }
     }
+    return Promise.all(claims);
   }
 
   /**

@@ -258,7 +258,12 @@ export class LocalCluster implements Cluster {
     return Promise.resolve();
   }
 
-  stop(): Promise<void> {
+  /** Nothing to hand over: this process's state ends with it. */
+  leave(): Promise<void> {
+    return Promise.resolve();
+  }
+
+  disconnect(): Promise<void> {
     return Promise.resolve();
   }
 }

@@ -21,7 +21,8 @@
  *   c {app} {socket} | s {app} {channel} {socket} | p {app} {channel} {socket} {user}
  *   | u {app} {socket} {user}
  * Scripts that can make members or users leave or return answer groups of five:
- *   kind ('p' presence member, 'u' signed-in user, 'o' / 'v' channel occupied / vacated),
+ *   kind ('p' presence member, 'u' signed-in user, 'o' / 'v' channel occupied / vacated,
+ *   'n' subscription count changed),
  *   app, channel ('' for users), user ('' for channels), info
  */
 
@@ -129,6 +130,7 @@ end
 local function remove_node(node_id)
   local node = ROOT .. ':node:' .. node_id
   local removed = {}
+  local recounted = {}
   for _, entry in ipairs(redis.call('SMEMBERS', node)) do
     local kind = string.sub(entry, 1, 1)
     if kind == 'c' then
@@ -137,6 +139,11 @@ local function remove_node(node_id)
     elseif kind == 's' then
       local f = split(entry, 4)
       if sub_remove(f[2], f[3], f[4]) == 1 then push_change(removed, 'v', f[2], f[3], '', '') end
+      local channel_key = f[2] .. '\\t' .. f[3]
+      if not recounted[channel_key] then
+        recounted[channel_key] = true
+        push_change(removed, 'n', f[2], f[3], '', '')
+      end
     elseif kind == 'p' then
       local f = split(entry, 5)
       if presence_leave(f[2], f[3], f[4], f[5]) == 1 then push_change(removed, 'p', f[2], f[3], f[5], '') end

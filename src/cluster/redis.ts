@@ -410,6 +410,8 @@ function toChange(
         : { kind: "member_removed", appId, channel, userId };
     case "u":
       return { kind: joined ? "user_online" : "user_offline", appId, userId };
+    case "n":
+      return { kind: "subscription_count_changed", appId, channel };
     default:
       return { kind: kind === "o" ? "channel_occupied" : "channel_vacated", appId, channel };
   }
@@ -580,18 +582,21 @@ export class RedisCluster implements Cluster {
     await Promise.all(announcements);
   }
 
-  async stop(): Promise<void> {
+  async leave(): Promise<void> {
     this.#stopping = true;
     this.#timers.forEach(clearInterval);
-    if (this.commands.status === "ready") {
-      try {
-        await this.#announce(await this.run("REMOVE_SELF") as string[], "left");
-      } catch (error) {
-        this.#log.warn("removing node state failed", { error: errorMessage(error) });
-      }
+    if (this.commands.status !== "ready") return;
+    try {
+      await this.#announce(await this.run("REMOVE_SELF") as string[], "left");
+    } catch (error) {
+      this.#log.warn("removing node state failed", { error: errorMessage(error) });
     }
+  }
+
+  disconnect(): Promise<void> {
     for (const connection of [this.commands, this.bus.publisher, this.bus.subscriber]) {
       connection.disconnect();
     }
+    return Promise.resolve();
   }
 }

@@ -143,7 +143,9 @@ export type ClusterChange =
   | { kind: "member_added"; appId: string; channel: string; userId: string; userInfo: unknown }
   | { kind: "member_removed"; appId: string; channel: string; userId: string }
   | { kind: "user_online" | "user_offline"; appId: string; userId: string }
-  | { kind: "channel_occupied" | "channel_vacated"; appId: string; channel: string };
+  | { kind: "channel_occupied" | "channel_vacated"; appId: string; channel: string }
+  /** Sockets left the channel without a socket of this node noticing (a dead node swept). */
+  | { kind: "subscription_count_changed"; appId: string; channel: string };
 
 /** What the cluster layer needs from the node it serves. */
 export interface ClusterHost {
@@ -163,6 +165,8 @@ export interface Cluster {
   /** Where webhook jobs wait: shared by the cluster so any node can send or retry them. */
   readonly webhooks: WebhookQueue;
   start(host: ClusterHost): Promise<void>;
-  /** Removes this node's share of the state (member_removed published) and disconnects. */
-  stop(): Promise<void>;
+  /** Removes this node's share of the state and announces what that changes. */
+  leave(): Promise<void>;
+  /** Closes the connections to the shared state (after `leave` and the last webhooks). */
+  disconnect(): Promise<void>;
 }

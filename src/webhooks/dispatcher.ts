@@ -27,6 +27,7 @@ type WebhookConfig = AppConfig["webhooks"][number];
 const WORKER_TICK_MS = 100;
 const MAX_RETRY_DELAY_MS = 60_000;
 const CLAIM_BATCH = 20;
+const STOP_GRACE_MS = 2_000;
 
 interface Pending {
   app: AppConfig;
@@ -72,11 +73,19 @@ export class WebhookDispatcher {
     this.#worker = setInterval(() => this.#work(), WORKER_TICK_MS);
   }
 
-  /** Queues what is gathering and waits for sends in flight. */
+  /**
+   * Queues what is gathering and gives sends in flight a moment. A send cut off here is not
+   * lost in a cluster: its claim lease expires and another node sends it again.
+   */
   async stop(): Promise<void> {
     clearInterval(this.#worker);
     await Promise.allSettled([...this.#pending.keys()].map((key) => this.#flush(key)));
-    await Promise.allSettled([...this.#inFlight]);
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([
+      Promise.allSettled([...this.#inFlight]),
+      new Promise((resolve) => timer = setTimeout(resolve, STOP_GRACE_MS)),
+    ]);
+    clearTimeout(timer);
   }
 
   #flush(key: string): Promise<void> {
