@@ -142,28 +142,24 @@ export function createHttpApp(node: ChorusNode): Hono<Env> {
   });
 
   // Known routes asked with the wrong method.
-  for (const path of ["/up", "/ready", "/metrics", "/apps/:appId/health", "/app/:key"]) {
-    app.on(["POST", "PUT", "PATCH", "DELETE"], path, methodNotAllowed);
-  }
-  for (
-    const path of [
-      "/apps/:appId/events",
-      "/apps/:appId/batch_events",
-      "/apps/:appId/users/:userId/terminate_connections",
-    ]
-  ) {
-    app.on(["GET", "PUT", "PATCH", "DELETE"], path, methodNotAllowed);
-  }
-  for (
-    const path of [
-      "/apps/:appId/channels",
-      "/apps/:appId/channels/:channel",
-      "/apps/:appId/channels/:channel/users",
-      "/apps/:appId/connections",
-    ]
-  ) {
-    app.on(["POST", "PUT", "PATCH", "DELETE"], path, methodNotAllowed);
-  }
+  const getRoutes = [
+    "/up",
+    "/ready",
+    "/metrics",
+    "/app/:key",
+    "/apps/:appId/health",
+    "/apps/:appId/channels",
+    "/apps/:appId/channels/:channel",
+    "/apps/:appId/channels/:channel/users",
+    "/apps/:appId/connections",
+  ];
+  const postRoutes = [
+    "/apps/:appId/events",
+    "/apps/:appId/batch_events",
+    "/apps/:appId/users/:userId/terminate_connections",
+  ];
+  app.on(["POST", "PUT", "PATCH", "DELETE"], getRoutes, methodNotAllowed);
+  app.on(["GET", "PUT", "PATCH", "DELETE"], postRoutes, methodNotAllowed);
 
   root.notFound((c) => c.json({ error: `No route for ${c.req.method} ${c.req.path}` }, 404));
   root.onError((error, c) => {
