@@ -1,7 +1,11 @@
-/** Bun runtime adapter: Bun.serve + hono/bun, native uWS topics for fan-out. */
-import type { Server, ServerWebSocket } from "bun";
+/**
+ * Bun runtime adapter: Bun.serve + Hono, native uWS topics for fan-out. The upgrade goes straight
+ * to Bun's `server.upgrade` with the session as the socket's data: hono/bun's helper would build a
+ * URL per socket and a context and event object per message.
+ */
+import type { Server, ServerWebSocket, WebSocketHandler } from "bun";
 // hono/bun's helpers are marked deprecated in favour of @hono/bun, which is not published yet.
-import { getConnInfo, upgradeWebSocket, websocket } from "hono/bun";
+import { getBunServer, getConnInfo } from "hono/bun";
 import type {
   HttpApp,
   RunningServer,
@@ -15,8 +19,12 @@ import type {
 const OPEN = 1;
 const HARD_CAP_FACTOR = 16;
 
+interface SocketData {
+  session: SocketSession;
+}
+
 class BunSocket implements SocketHandle {
-  constructor(readonly raw: ServerWebSocket<unknown>) {}
+  constructor(readonly raw: ServerWebSocket<SocketData>) {}
 
   send(frame: string): void {
     this.raw.send(frame);
@@ -40,27 +48,33 @@ class BunSocket implements SocketHandle {
   }
 }
 
+const handlers: WebSocketHandler<SocketData> = {
+  open(ws) {
+    ws.data.session.open(new BunSocket(ws));
+  },
+  message(ws, message) {
+    // Text arrives as a string, binary as a Buffer (refused by the core with 4200).
+    ws.data.session.message(message);
+  },
+  close(ws, code) {
+    ws.data.session.close(code);
+  },
+};
+
 export function createBunAdapter(): RuntimeAdapter {
-  let server: Server<unknown> | undefined;
+  let server: Server<SocketData> | undefined;
 
   return {
     name: "bun",
 
     websocket(accept) {
-      return upgradeWebSocket((c) => {
-        const session: SocketSession = accept(c);
-        return {
-          onOpen(_event, ws) {
-            session.open(new BunSocket(ws.raw as ServerWebSocket<unknown>));
-          },
-          onMessage(event) {
-            session.message(event.data);
-          },
-          onClose(event) {
-            session.close(event.code);
-          },
-        };
-      }) as ReturnType<RuntimeAdapter["websocket"]>;
+      return (c) => {
+        const data: SocketData = { session: accept(c) };
+        if (getBunServer<Server<SocketData>>(c)?.upgrade(c.req.raw, { data })) {
+          return new Response(null);
+        }
+        return c.json({ error: "Expected a WebSocket upgrade request" }, 426);
+      };
     },
 
     publish(topic: string, frame: string, _subscribers, except?: Subscriber): boolean {
@@ -83,7 +97,7 @@ export function createBunAdapter(): RuntimeAdapter {
         port: options.port,
         fetch: app.fetch,
         websocket: {
-          ...websocket,
+          ...handlers,
           maxPayloadLength: options.maxPayloadLength,
           // A hard cap well above the budget bounds memory; the core closes slow sockets with
           // 4100 at the budget, while its error and close frames still fit.

@@ -65,29 +65,33 @@ export class Connection implements SocketSession, Subscriber {
   /** Set once `pusher:signin` succeeded. */
   user: SignedInUser | undefined;
   /** Node-internal channels this socket is in (watchers, user control), reference-counted. */
-  readonly #internal = new Map<string, { channel: LocalChannel<Connection>; refs: number }>();
+  #internal: Map<string, { channel: LocalChannel<Connection>; refs: number }> | undefined;
   /** Clock reading (ms) of the last inbound frame. */
   lastSeen: number;
   /** Clock reading (ms) when the server pinged; 0 when no ping is outstanding. */
   pingSentAt = 0;
   #state: "opening" | "open" | "closed" = "opening";
-  /** Resolves when the runtime reports the socket closed (the close handshake is over). */
-  readonly socketClosed: Promise<void>;
-  #socketClosed!: () => void;
+  /** Set when the runtime reports the socket closed (the close handshake is over). */
+  #socketGone = false;
+  #onSocketGone: (() => void) | undefined;
   #counted = false;
   #queue: unknown[] | null = null;
-  readonly #clientEvents: TokenBucket | undefined;
+  /** Created on the first client event: most sockets never send one. */
+  #clientEvents: TokenBucket | undefined;
 
   constructor(
     readonly node: ChorusNode,
     readonly app: AppConfig | undefined,
     readonly refusal: Refusal | undefined,
   ) {
-    this.socketClosed = new Promise((resolve) => this.#socketClosed = resolve);
     this.socketId = node.nextSocketId();
     this.lastSeen = node.now();
-    const rate = app?.client_events.rate_limit;
-    this.#clientEvents = rate ? new TokenBucket(rate, rate, this.lastSeen) : undefined;
+  }
+
+  /** Resolves when the runtime reports the socket closed (the close handshake is over). */
+  socketClosed(): Promise<void> {
+    if (this.#socketGone) return Promise.resolve();
+    return new Promise((resolve) => this.#onSocketGone = resolve);
   }
 
   get isOpen(): boolean {
@@ -438,6 +442,7 @@ export class Connection implements SocketSession, Subscriber {
 
   /** Joins a node-internal channel; resolves once its events will arrive. */
   #joinInternal(app: AppConfig, name: string): Promise<void> {
+    this.#internal ??= new Map();
     const joined = this.#internal.get(name);
     if (joined) {
       joined.refs++;
@@ -449,9 +454,9 @@ export class Connection implements SocketSession, Subscriber {
   }
 
   #leaveInternal(app: AppConfig, name: string): void {
-    const joined = this.#internal.get(name);
+    const joined = this.#internal?.get(name);
     if (!joined || --joined.refs > 0) return;
-    this.#internal.delete(name);
+    this.#internal!.delete(name);
     if (this.node.registry.remove(joined.channel, this).last) {
       this.node.cluster.bus.unlisten(app.id, name);
     }
@@ -478,7 +483,9 @@ export class Connection implements SocketSession, Subscriber {
       );
       return;
     }
-    if (!this.#clientEvents!.take(this.node.now())) {
+    const rate = app.client_events.rate_limit;
+    this.#clientEvents ??= new TokenBucket(rate, rate, this.node.now());
+    if (!this.#clientEvents.take(this.node.now())) {
       this.node.metrics.rateLimited.inc({ kind: "client_event" });
       this.#sendError(ErrorCode.ClientEventRejected, "Client event rate limit exceeded");
       return;
@@ -550,7 +557,8 @@ export class Connection implements SocketSession, Subscriber {
   /** The runtime reports the socket closed (either side started it). */
   close(code: number): void {
     this.#release(code);
-    this.#socketClosed();
+    this.#socketGone = true;
+    this.#onSocketGone?.();
   }
 
   /** Leaves every channel and frees the quota slot, once. */

@@ -82,7 +82,7 @@ export class ChorusNode {
     this.draining = true;
     const connections = [...this.connections.values()];
     // Stopping the listener would cut close handshakes still in flight (Deno closes with 1001).
-    const handshakes = Promise.all(connections.map((connection) => connection.socketClosed));
+    const handshakes = Promise.all(connections.map((connection) => connection.socketClosed()));
     const slices = Math.max(1, Math.min(connections.length, 100));
     const perSlice = Math.ceil(connections.length / slices);
     for (let slice = 0; slice < slices; slice++) {
