@@ -295,7 +295,13 @@ export class ChorusNode {
     }
     const except = exceptSocketId === undefined ? undefined : this.connections.get(exceptSocketId);
     if (this.adapter.publish(channel.topic, frame, channel.subscribers, except)) {
-      this.#checkSlowConsumers(channel.subscribers);
+      // Backpressure is common under load, so scan the channel's sockets only once per budget's
+      // worth of bytes sent into it: no socket's buffer can have grown by more in between.
+      channel.bytesSinceSlowConsumerCheck += frame.length;
+      if (channel.bytesSinceSlowConsumerCheck >= this.config.socketBufferLimit) {
+        channel.bytesSinceSlowConsumerCheck = 0;
+        this.#checkSlowConsumers(channel.subscribers);
+      }
     }
     const recipients = channel.subscribers.size -
       (except && channel.subscribers.has(except) ? 1 : 0);

@@ -5,6 +5,8 @@ export class LocalChannel<S extends Subscriber = Subscriber> {
   readonly subscribers = new Set<S>();
   /** Native fan-out topic name, unique across apps. */
   readonly topic: string;
+  /** Bytes published into this channel under backpressure since its sockets were last scanned. */
+  bytesSinceSlowConsumerCheck = 0;
 
   constructor(readonly appId: string, readonly name: string) {
     this.topic = `${appId}:${name}`;
