@@ -33,7 +33,14 @@ export type Command =
     /** Presence channels: sign `channel_data` with the app secret; user id = index % users. */
     presence?: { app: AppCredentials; users: number };
   }
-  | { id: number; cmd: "measure"; latency: boolean; progressMs: number }
+  | {
+    id: number;
+    cmd: "measure";
+    latency: boolean;
+    /** Also keep, per event (its `s` sequence number), the latency of its first delivery. */
+    firstPerEvent?: boolean;
+    progressMs: number;
+  }
   | { id: number; cmd: "report" }
   | { id: number; cmd: "close"; timeoutMs: number }
   | { id: number; cmd: "exit" };
@@ -43,6 +50,8 @@ export interface Report {
   /** Frames that were not bench events (control frames, member events, pings). */
   other: number;
   latency: ReturnType<Histogram["toSparse"]>;
+  /** [sequence, latency of its first delivery in this process (ms)] per event. */
+  firstPerEvent: [number, number][];
   /** Sockets the server closed or that failed while they were expected to stay open. */
   dropped: number;
   errors: string[];
@@ -53,6 +62,8 @@ const B = "b".charCodeAt(0);
 const EVENT_NAME_AT = '{"event":"'.length;
 /** The send timestamp: event data is `{"t":<ms>,...}`, JSON-encoded again inside the frame. */
 const T_MARK = '{\\"t\\":';
+/** The event's sequence number, right after the timestamp: `,"s":<n>` (escaped likewise). */
+const S_MARK = ',\\"s\\":';
 
 interface Client {
   index: number;
@@ -67,6 +78,7 @@ let delivered = 0;
 let other = 0;
 let dropped = 0;
 let latency: Histogram | null = null;
+let firstPerEvent: Map<number, number> | null = null;
 /** This process's performance.now() minus run.ts's, measured by run.ts over IPC. */
 let offset = 0;
 let progress: ReturnType<typeof setInterval> | undefined;
@@ -91,7 +103,16 @@ function onFrame(client: Client, data: unknown): void {
       const at = data.indexOf(T_MARK);
       if (at >= 0) {
         const sent = parseFloat(data.substring(at + T_MARK.length, at + T_MARK.length + 24));
-        latency.record(performance.now() - offset - sent);
+        const ms = performance.now() - offset - sent;
+        latency.record(ms);
+        if (firstPerEvent) {
+          const s = data.indexOf(S_MARK, at);
+          const seq = s >= 0
+            ? parseInt(data.substring(s + S_MARK.length, s + S_MARK.length + 12))
+            : NaN;
+          const seen = firstPerEvent.get(seq);
+          if (seen === undefined || ms < seen) firstPerEvent.set(seq, ms);
+        }
       }
     }
     return;
@@ -274,6 +295,7 @@ process.on("message", async (message: Command) => {
       dropped = 0;
       errors.length = 0;
       latency = message.latency ? new Histogram() : null;
+      firstPerEvent = message.firstPerEvent ? new Map() : null;
       clearInterval(progress);
       progress = setInterval(() => process.send!({ progress: delivered }), message.progressMs);
       reply(message.id, {});
@@ -287,6 +309,7 @@ process.on("message", async (message: Command) => {
         dropped,
         errors: [...errors],
         latency: (latency ?? new Histogram()).toSparse(),
+        firstPerEvent: [...(firstPerEvent ?? new Map<number, number>())],
       };
       reply(message.id, { report });
       return;
