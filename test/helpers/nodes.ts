@@ -3,7 +3,6 @@
 // contract as startChorus in ./server.ts: PORT=0, wait for the `{"msg":"listening","port":N}` line.
 // Every node started here is killed by `stop()`, by `stopAllNodes()`, and (safety net) on exit.
 import { type ChildProcess, spawn } from "node:child_process";
-import { join } from "node:path";
 import process from "node:process";
 import {
   type Chorus,
@@ -11,6 +10,7 @@ import {
   isBun,
   jsonLines,
   repoRoot,
+  serverCommand,
   writeTempConfig,
 } from "./server.ts";
 import { delay, until } from "./wait.ts";
@@ -22,15 +22,6 @@ export type Signal = "SIGTERM" | "SIGKILL" | "SIGSTOP" | "SIGCONT";
 export const runnerRuntime: Runtime = isBun ? "bun" : "deno";
 /** The other runtime, so a cluster always mixes Bun and Deno. */
 export const otherRuntime: Runtime = isBun ? "deno" : "bun";
-
-const BUN = join(repoRoot, "node_modules/.bin/bun");
-const DENO = join(repoRoot, "node_modules/.bin/deno");
-
-function commandFor(runtime: Runtime): { cmd: string; args: string[] } {
-  return runtime === "bun"
-    ? { cmd: BUN, args: ["run", join(repoRoot, "src/bun.ts")] }
-    : { cmd: DENO, args: ["run", "--allow-all", join(repoRoot, "src/deno.ts")] };
-}
 
 export interface NodeOptions {
   runtime: Runtime;
@@ -133,7 +124,7 @@ export async function startNode(o: NodeOptions): Promise<ClusterNode> {
   if (tmp) env.CHORUS_CONFIG = tmp.path;
   Object.assign(env, o.env ?? {});
 
-  const { cmd, args } = commandFor(o.runtime);
+  const { cmd, args } = serverCommand(o.runtime);
   const child = spawn(cmd, args, { cwd: repoRoot, env, stdio: ["ignore", "pipe", "pipe"] });
   live.add(child);
   const stdout: string[] = [];

@@ -14,9 +14,11 @@ export const repoRoot = fileURLToPath(new URL("../../", import.meta.url));
 const BUN = join(repoRoot, "node_modules/.bin/bun");
 const DENO = join(repoRoot, "node_modules/.bin/deno");
 
-/** The command that runs the server entry file for the runtime under test. */
-export function serverCommand(): { cmd: string; args: string[] } {
-  return isBun
+/** The command that runs the server entry file on a runtime (default: the one under test). */
+export function serverCommand(
+  runtime: "bun" | "deno" = isBun ? "bun" : "deno",
+): { cmd: string; args: string[] } {
+  return runtime === "bun"
     ? { cmd: BUN, args: ["run", join(repoRoot, "src/bun.ts")] }
     : { cmd: DENO, args: ["run", "--allow-all", join(repoRoot, "src/deno.ts")] };
 }
