@@ -128,6 +128,7 @@ const HELP = `Usage: bun bench/run.ts [flags]
   --heap-stats            Bun servers: JSC object counts per connection (heapStats())
   --no-pin                do not pin the measured server to CPU 0 and the load
                           generators to CPU 1 (pinning is on when there are 2+ CPUs)
+  --summarize FILE        only recompute the medians and summary of a results file
   --cpu-prof              Bun servers: write a CPU profile to bench/.out/prof/ (bun --cpu-prof)
   -h, --help
 `;
@@ -613,6 +614,7 @@ async function startTarget(name: TargetName, options: Options): Promise<Running>
       return { name, chorus: true, servers: [server], measured: server, http: server };
     }
     case "cluster": {
+      await cleanStaleRedis(options.redis);
       const prefix = `bench-${process.pid}-${Date.now()}`;
       const env = {
         CHORUS_CONFIG: chorusConfig(options),
@@ -652,6 +654,21 @@ async function stopTarget(running: Running, options: Options): Promise<void> {
 
 /** Removes what the cluster left in Redis under its run-unique prefix (bounded SCAN). */
 async function cleanRedis(url: string, prefix: string): Promise<void> {
+  await deleteKeys(url, `chorus:${prefix}:*`, () => true);
+}
+
+/**
+ * Removes what an earlier run left when it was killed before its own cleanup: keys under
+ * `chorus:bench-<pid>-<time>:` whose run.ts process (<pid>) is gone.
+ */
+async function cleanStaleRedis(url: string): Promise<void> {
+  await deleteKeys(url, "chorus:bench-*", (key) => {
+    const pid = /^chorus:bench-(\d+)-\d+:/.exec(key)?.[1];
+    return pid !== undefined && Number(pid) !== process.pid && !existsSync(`/proc/${pid}`);
+  });
+}
+
+async function deleteKeys(url: string, pattern: string, pick: (key: string) => boolean) {
   const { Redis } = await import("ioredis");
   const redis = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 1 });
   redis.on("error", () => {});
@@ -660,12 +677,13 @@ async function cleanRedis(url: string, prefix: string): Promise<void> {
     let cursor = "0";
     let removed = 0;
     for (let i = 0; i < 1_000; i++) {
-      const [next, keys] = await redis.scan(cursor, "MATCH", `chorus:${prefix}:*`, "COUNT", 1000);
-      if (keys.length > 0) removed += await redis.del(...keys);
+      const [next, keys] = await redis.scan(cursor, "MATCH", pattern, "COUNT", 1000);
+      const mine = keys.filter(pick);
+      if (mine.length > 0) removed += await redis.del(...mine);
       cursor = next;
       if (cursor === "0") break;
     }
-    if (removed > 0) log(`redis: removed ${removed} leftover keys under chorus:${prefix}:`);
+    if (removed > 0) log(`redis: removed ${removed} leftover keys matching ${pattern}`);
   } catch (error) {
     log(`redis cleanup failed: ${(error as Error).message}`);
   } finally {
@@ -1951,7 +1969,35 @@ function machine(): Line {
   };
 }
 
+/**
+ * `bun bench/run.ts --summarize <results.jsonl>`: the median lines and the summary again, from a
+ * results file (e.g. of a run that was cut short), printed and kept as a new results file.
+ */
+function summarizeFile(file: string): void {
+  const lines = readFileSync(file, "utf8").split("\n").filter(Boolean).map((l) =>
+    JSON.parse(l) as Line
+  );
+  const results = new Map<TargetName, Line[]>();
+  let repeats = 1;
+  for (const line of lines) {
+    if (typeof line.variant !== "string" || typeof line.repeat !== "number") continue;
+    const target = line.target as TargetName;
+    results.set(target, [...(results.get(target) ?? []), line]);
+    repeats = Math.max(repeats, line.repeat);
+  }
+  mkdirSync(OUT, { recursive: true });
+  resultsFile = join(OUT, `summary-${new Date().toISOString().replace(/[:.]/g, "-")}.jsonl`);
+  for (const line of lines) if (line.machine || typeof line.repeat === "number") emit(line);
+  if (repeats > 1) { for (const line of medianLines(results, repeats)) emit(line); }
+  emit({ ...summarize(results, repeats), summarized_from: file });
+}
+
 async function main(): Promise<void> {
+  const summarizeAt = process.argv.indexOf("--summarize");
+  if (summarizeAt >= 0) {
+    summarizeFile(process.argv[summarizeAt + 1] ?? fail("--summarize needs a results file"));
+    return;
+  }
   const options = parseOptions(process.argv.slice(2));
   mkdirSync(join(OUT, "logs"), { recursive: true });
   const stamp = new Date().toISOString().replace(/[:.]/g, "-");
