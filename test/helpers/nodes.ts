@@ -2,7 +2,7 @@
 // and node B on Deno whichever runner (`bun test` / `deno test`) runs the suite. Same start-up
 // contract as startChorus in ./server.ts: PORT=0, wait for the `{"msg":"listening","port":N}` line.
 // Every node started here is killed by `stop()`, by `stopAllNodes()`, and (safety net) on exit.
-import { type ChildProcess, spawn } from "node:child_process";
+import { spawn } from "node:child_process";
 import process from "node:process";
 import {
   type Chorus,
@@ -11,6 +11,7 @@ import {
   jsonLines,
   repoRoot,
   serverCommand,
+  trackChild,
   writeTempConfig,
 } from "./server.ts";
 import { delay, until } from "./wait.ts";
@@ -53,23 +54,7 @@ export interface ClusterNode extends Chorus {
   kill(signal: Signal): void;
 }
 
-const live = new Set<ChildProcess>();
 const nodes = new Set<ClusterNode>();
-let exitHook = false;
-
-function installExitHook(): void {
-  if (exitHook) return;
-  exitHook = true;
-  process.on("exit", () => {
-    for (const child of live) {
-      try {
-        if (child.pid !== undefined) process.kill(child.pid, "SIGKILL");
-      } catch {
-        // gone already
-      }
-    }
-  });
-}
 
 /** The test process's environment without anything that configures Chorus. */
 function baseEnv(): Record<string, string> {
@@ -105,7 +90,6 @@ function listeningPort(lines: string[]): number | undefined {
 
 /** Starts one cluster node and resolves once it is listening. */
 export async function startNode(o: NodeOptions): Promise<ClusterNode> {
-  installExitHook();
   const env: Record<string, string> = {
     ...baseEnv(),
     HOST: "127.0.0.1",
@@ -126,7 +110,7 @@ export async function startNode(o: NodeOptions): Promise<ClusterNode> {
 
   const { cmd, args } = serverCommand(o.runtime);
   const child = spawn(cmd, args, { cwd: repoRoot, env, stdio: ["ignore", "pipe", "pipe"] });
-  live.add(child);
+  trackChild(child);
   const stdout: string[] = [];
   const stderr: string[] = [];
   child.stdout?.on("data", lineCollector(stdout));
@@ -134,13 +118,11 @@ export async function startNode(o: NodeOptions): Promise<ClusterNode> {
   let exitCode: number | null | undefined;
   const exited = new Promise<number | null>((resolve) => {
     child.on("exit", (code, signal) => {
-      live.delete(child);
       exitCode = code ?? (signal ? -1 : null);
       resolve(exitCode);
     });
     child.on("error", (err) => {
       stderr.push(`spawn error: ${err.message}`);
-      live.delete(child);
       exitCode = -2;
       resolve(exitCode);
     });

@@ -75,6 +75,14 @@ export interface Chorus {
 const live = new Set<ChildProcess>();
 let exitHookInstalled = false;
 
+/** Kills `child` if the test process exits while it still runs (every spawner uses this). */
+export function trackChild(child: ChildProcess): void {
+  installExitHook();
+  live.add(child);
+  child.on("exit", () => live.delete(child));
+  child.on("error", () => live.delete(child));
+}
+
 function installExitHook(): void {
   if (exitHookInstalled) return;
   exitHookInstalled = true;
