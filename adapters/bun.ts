@@ -8,10 +8,12 @@ import type { Server, ServerWebSocket, WebSocketHandler } from "bun";
 import { getBunServer, getConnInfo } from "hono/bun";
 import type {
   HttpApp,
+  ListenOptions,
   RunningServer,
   RuntimeAdapter,
   ServeOptions,
   SocketHandle,
+  SocketServer,
   SocketSession,
   Subscriber,
 } from "../src/runtime.ts";
@@ -61,9 +63,13 @@ const handlers: WebSocketHandler<SocketData> = {
   },
 };
 
-export function createBunAdapter(): RuntimeAdapter {
-  let server: Server<SocketData> | undefined;
+/** Bun's verdict on a publish: -1 some subscriber's data was queued (backpressure), 0 some were
+ * over the hard cap and dropped. */
+function overBudget(status: number): boolean {
+  return status <= 0;
+}
 
+export function createBunAdapter(): RuntimeAdapter {
   return {
     name: "bun",
 
@@ -77,22 +83,12 @@ export function createBunAdapter(): RuntimeAdapter {
       };
     },
 
-    publish(topic: string, frame: string, _subscribers, except?: Subscriber): boolean {
-      const excluded = except?.socket instanceof BunSocket ? except.socket.raw : undefined;
-      // A socket's own publish reaches every subscriber but itself: socket_id exclusion.
-      const status = excluded && excluded.readyState === OPEN
-        ? excluded.publish(topic, frame)
-        : server?.publish(topic, frame) ?? 1;
-      // -1: some subscriber's data was queued (backpressure); 0: some were over the hard cap.
-      return status <= 0;
-    },
-
     clientAddress(c) {
       return getConnInfo(c).remote.address ?? "unknown";
     },
 
-    serve(app: HttpApp, options: ServeOptions): Promise<RunningServer> {
-      const running = Bun.serve({
+    serve(app: HttpApp, options: ServeOptions): Promise<SocketServer> {
+      const server: Server<SocketData> = Bun.serve({
         hostname: options.hostname,
         port: options.port,
         fetch: app.fetch,
@@ -108,11 +104,32 @@ export function createBunAdapter(): RuntimeAdapter {
           sendPings: false,
         },
       });
-      server = running;
       return Promise.resolve({
-        port: running.port ?? options.port,
+        port: server.port ?? options.port,
+        publish(topic: string, frame: string, _subscribers, except?: Subscriber): boolean {
+          const excluded = except?.socket instanceof BunSocket ? except.socket.raw : undefined;
+          // A socket's own publish reaches every subscriber but itself: socket_id exclusion.
+          if (excluded && excluded.readyState === OPEN) {
+            return overBudget(excluded.publish(topic, frame));
+          }
+          return overBudget(server.publish(topic, frame));
+        },
         async stop() {
-          await running.stop(true);
+          await server.stop(true);
+        },
+      });
+    },
+
+    serveHttp(app: HttpApp, options: ListenOptions): Promise<RunningServer> {
+      const server = Bun.serve({
+        hostname: options.hostname,
+        port: options.port,
+        fetch: app.fetch,
+      });
+      return Promise.resolve({
+        port: server.port ?? options.port,
+        async stop() {
+          await server.stop(true);
         },
       });
     },

@@ -3,10 +3,12 @@
 import { getConnInfo, upgradeWebSocket } from "hono/deno";
 import type {
   HttpApp,
+  ListenOptions,
   RunningServer,
   RuntimeAdapter,
   ServeOptions,
   SocketHandle,
+  SocketServer,
   SocketSession,
   Subscriber,
 } from "../src/runtime.ts";
@@ -32,8 +34,40 @@ class DenoSocket implements SocketHandle {
   }
 }
 
+/** Sends to each subscriber but `except`; true when one now holds more than `budget` bytes. */
+function sendToEach(
+  frame: string,
+  subscribers: ReadonlySet<Subscriber>,
+  except: Subscriber | undefined,
+  budget: number,
+): boolean {
+  let overBudget = false;
+  for (const subscriber of subscribers) {
+    if (subscriber === except) continue;
+    subscriber.socket.send(frame);
+    if (subscriber.socket.bufferedAmount() > budget) overBudget = true;
+  }
+  return overBudget;
+}
+
+/** Deno.serve, resolved once it listens (port 0 picks a free port). */
+function listen(app: HttpApp, options: ListenOptions): Promise<RunningServer> {
+  return new Promise((resolve) => {
+    const server = Deno.serve({
+      hostname: options.hostname,
+      port: options.port,
+      onListen: ({ port }) =>
+        resolve({
+          port,
+          async stop() {
+            await server.shutdown();
+          },
+        }),
+    }, app.fetch);
+  });
+}
+
 export function createDenoAdapter(): RuntimeAdapter {
-  let budget = Infinity;
   return {
     name: "deno",
 
@@ -55,35 +89,24 @@ export function createDenoAdapter(): RuntimeAdapter {
       }, { idleTimeout: 0 }) as ReturnType<RuntimeAdapter["websocket"]>;
     },
 
-    publish(_topic, frame, subscribers: ReadonlySet<Subscriber>, except?: Subscriber): boolean {
-      let overBudget = false;
-      for (const subscriber of subscribers) {
-        if (subscriber === except) continue;
-        subscriber.socket.send(frame);
-        if (subscriber.socket.bufferedAmount() > budget) overBudget = true;
-      }
-      return overBudget;
-    },
-
     clientAddress(c) {
       return getConnInfo(c).remote.address ?? "unknown";
     },
 
-    serve(app: HttpApp, options: ServeOptions): Promise<RunningServer> {
-      budget = options.socketBufferLimit;
-      return new Promise((resolve) => {
-        const server = Deno.serve({
-          hostname: options.hostname,
-          port: options.port,
-          onListen: ({ port }) =>
-            resolve({
-              port,
-              async stop() {
-                await server.shutdown();
-              },
-            }),
-        }, app.fetch);
-      });
+    async serve(app: HttpApp, options: ServeOptions): Promise<SocketServer> {
+      const running = await listen(app, options);
+      // Deno has no topics: fan-out walks the channel's subscribers, under this server's budget.
+      const budget = options.socketBufferLimit;
+      return {
+        port: running.port,
+        publish: (_topic, frame, subscribers, except) =>
+          sendToEach(frame, subscribers, except, budget),
+        stop: () => running.stop(),
+      };
+    },
+
+    serveHttp(app: HttpApp, options: ListenOptions): Promise<RunningServer> {
+      return listen(app, options);
     },
   };
 }

@@ -22,7 +22,7 @@ import {
 import { WebhookDispatcher } from "./webhooks/dispatcher.ts";
 import { KeyedRateLimiter } from "./limits.ts";
 import type { GaugeReadings, Metrics } from "./metrics.ts";
-import type { RuntimeAdapter } from "./runtime.ts";
+import type { FanOut, RuntimeAdapter } from "./runtime.ts";
 
 const LIVENESS_SWEEP_MS = 1_000;
 /** How long a drain waits for clients to answer the last close frames. */
@@ -50,6 +50,8 @@ export class ChorusNode {
   #sweep: ReturnType<typeof setInterval> | undefined;
   /** Channels whose subscription count changed here and is not announced yet: app id -> names. */
   readonly #countsChanged = new Map<string, Set<string>>();
+  /** The socket server's fan-out, once it serves; before that no socket can be subscribed. */
+  #fanOut: FanOut | undefined;
 
   constructor(
     readonly config: Config,
@@ -278,6 +280,11 @@ export class ChorusNode {
     return new Connection(this, app, refusal);
   }
 
+  /** Fan-out goes through the server that holds the sockets (never a metrics listener). */
+  publishThrough(fanOut: FanOut): void {
+    this.#fanOut = fanOut;
+  }
+
   /** Hands one encoded frame to every local subscriber of a channel except one socket. */
   readonly deliverLocal = (
     appId: string,
@@ -294,7 +301,7 @@ export class ChorusNode {
       return;
     }
     const except = exceptSocketId === undefined ? undefined : this.connections.get(exceptSocketId);
-    if (this.adapter.publish(channel.topic, frame, channel.subscribers, except)) {
+    if (this.#fanOut?.publish(channel.topic, frame, channel.subscribers, except)) {
       // Backpressure is common under load, so scan the channel's sockets only once per budget's
       // worth of bytes sent into it: no socket's buffer can have grown by more in between.
       channel.bytesSinceSlowConsumerCheck += frame.length;

@@ -27,9 +27,13 @@ export interface Subscriber {
   readonly socket: SocketHandle;
 }
 
-export interface ServeOptions {
+/** Where a server listens. */
+export interface ListenOptions {
   hostname: string;
   port: number;
+}
+
+export interface ServeOptions extends ListenOptions {
   /** Largest inbound frame the runtime should accept before closing with 1009. */
   maxPayloadLength: number;
   /** Send-buffer budget per socket; the core closes sockets over it with 4100. */
@@ -41,19 +45,18 @@ export interface HttpApp {
   fetch(request: Request, env?: unknown): Response | Promise<Response>;
 }
 
+/** A listener that is running. */
 export interface RunningServer {
   readonly port: number;
   stop(): Promise<void>;
 }
 
-export interface RuntimeAdapter {
-  readonly name: "bun" | "deno";
-  /** A Hono handler that upgrades the request and drives the session `accept` returns. */
-  websocket(accept: (c: Context) => SocketSession): (c: Context) => Response | Promise<Response>;
+/** The local end of fan-out: what the node publishes frames through. */
+export interface FanOut {
   /**
-   * Sends one encoded frame to every subscriber of a topic but `except`. Bun publishes to its
-   * native topic; Deno walks `subscribers`. True when some recipient may now hold more than the
-   * send-buffer budget (`ServeOptions.socketBufferLimit`).
+   * Sends one encoded frame to every subscriber of a topic but `except`. Bun publishes to the
+   * server's native topic; Deno walks `subscribers`. True when some recipient may now hold more
+   * than the send-buffer budget (`ServeOptions.socketBufferLimit`).
    */
   publish(
     topic: string,
@@ -61,7 +64,23 @@ export interface RuntimeAdapter {
     subscribers: ReadonlySet<Subscriber>,
     except?: Subscriber,
   ): boolean;
-  serve(app: HttpApp, options: ServeOptions): Promise<RunningServer>;
+}
+
+/**
+ * The server that holds the sockets, so it is the one fan-out publishes into: publishing is a
+ * method of the socket server itself, never of the adapter, so a second listener (metrics)
+ * cannot take its place.
+ */
+export interface SocketServer extends RunningServer, FanOut {}
+
+export interface RuntimeAdapter {
+  readonly name: "bun" | "deno";
+  /** A Hono handler that upgrades the request and drives the session `accept` returns. */
+  websocket(accept: (c: Context) => SocketSession): (c: Context) => Response | Promise<Response>;
+  /** Serves the app that upgrades sockets (`websocket`); its sockets are reached by `publish`. */
+  serve(app: HttpApp, options: ServeOptions): Promise<SocketServer>;
+  /** Serves a plain HTTP app (metrics): no sockets, so nothing to publish into. */
+  serveHttp(app: HttpApp, options: ListenOptions): Promise<RunningServer>;
   /** The peer address of the request's connection. */
   clientAddress(c: Context): string;
 }

@@ -34,16 +34,20 @@ export async function startServer(
     : new LocalCluster(nodeId, config.cluster.region);
   const node = new ChorusNode(config, adapter, cluster, log);
   await node.start();
-  const serveOptions = {
+  const running = await adapter.serve(createHttpApp(node), {
     hostname: config.host,
+    port: config.port,
     maxPayloadLength: Math.max(...config.apps.map((app) => app.max_message_size)),
     socketBufferLimit: config.socketBufferLimit,
-  };
-  const running = await adapter.serve(createHttpApp(node), { ...serveOptions, port: config.port });
+  });
+  node.publishThrough(running);
   let metricsServer: RunningServer | undefined;
   if (config.metricsPort !== undefined) {
     const metricsApp = new Hono().get("/metrics", metricsHandler(node));
-    metricsServer = await adapter.serve(metricsApp, { ...serveOptions, port: config.metricsPort });
+    metricsServer = await adapter.serveHttp(metricsApp, {
+      hostname: config.host,
+      port: config.metricsPort,
+    });
   }
   log.info("listening", {
     port: running.port,

@@ -1,5 +1,6 @@
 /**
- * The Hono app: the socket endpoint, health routes and the signed Pusher HTTP API (protocol.md §9).
+ * The Hono app: the socket endpoint, health routes and the signed Pusher HTTP API
+ * (docs/protocol.md §9).
  */
 import { Hono } from "hono";
 import type { Context, MiddlewareHandler } from "hono";
@@ -255,7 +256,13 @@ function verifySignature(node: ChorusNode): MiddlewareHandler<Env> {
     const body = c.req.method === "GET" || c.req.method === "HEAD" ? "" : await c.req.text();
     const url = new URL(c.req.url);
     const refusal = verifyRequest(
-      { method: c.req.method, path: url.pathname, params: url.searchParams, body },
+      {
+        method: c.req.method,
+        path: url.pathname,
+        params: url.searchParams,
+        body,
+        routePrefix: node.config.path,
+      },
       c.get("app"),
       node.now() / 1000,
     );

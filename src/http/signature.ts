@@ -1,5 +1,5 @@
 /**
- * Pusher HTTP API request signing (protocol.md §9): the string to sign and its checks.
+ * Pusher HTTP API request signing (docs/protocol.md §9): the string to sign and its checks.
  */
 import { hmacSha256Hex, md5Hex, safeEqual } from "../auth.ts";
 
@@ -28,9 +28,22 @@ export function signRequest(
 
 export interface SignedRequest {
   method: string;
+  /** The path as requested, route prefix included. */
   path: string;
   params: URLSearchParams;
   body: string;
+  /** The configured route prefix (CHORUS_PATH), e.g. "/pusher"; "" or absent for none. */
+  routePrefix?: string;
+}
+
+/**
+ * The paths a valid signature may cover (docs/protocol.md §9): the path without the route prefix,
+ * as pusher-php-server signs it and as a Node SDK behind a prefix-adding proxy does, and the full
+ * requested path, as clients that sign what they send do.
+ */
+export function signablePaths(path: string, routePrefix = ""): string[] {
+  if (routePrefix === "" || !path.startsWith(`${routePrefix}/`)) return [path];
+  return [path.slice(routePrefix.length), path];
 }
 
 /** Checks a request against an app's credentials; answers the reason it is refused, if it is. */
@@ -59,7 +72,8 @@ export function verifyRequest(
     if (bodyMd5 === null) return "Missing body_md5";
     if (!safeEqual(bodyMd5, md5Hex(request.body))) return "body_md5 does not match the body";
   }
-  const expected = signRequest(app.secret, request.method, request.path, params);
-  if (!safeEqual(signature, expected)) return "Invalid auth_signature";
-  return undefined;
+  const matches = signablePaths(request.path, request.routePrefix).some((path) =>
+    safeEqual(signature, signRequest(app.secret, request.method, path, params))
+  );
+  return matches ? undefined : "Invalid auth_signature";
 }

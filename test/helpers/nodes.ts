@@ -34,13 +34,15 @@ export interface NodeOptions {
   prefix: string;
   /** REDIS_SUBSCRIBE_URL. */
   subscribeUrl?: string;
-  /** CHORUS_REGION. */
-  region?: string;
+  /** CHORUS_REGION (default "test"); null leaves it unset, so the node takes FLY_REGION. */
+  region?: string | null;
   /** CHORUS_NODE_LEASE_MS. */
   leaseMs?: number;
   config?: ChorusConfig;
   env?: Record<string, string>;
   startTimeoutMs?: number;
+  /** The command to run (from the repo root) instead of `serverCommand(runtime)`. */
+  command?: { cmd: string; args: string[] };
 }
 
 export interface ClusterNode extends Chorus {
@@ -98,17 +100,17 @@ export async function startNode(o: NodeOptions): Promise<ClusterNode> {
     NO_COLOR: "1",
     REDIS_URL: o.redisUrl,
     CHORUS_REDIS_PREFIX: o.prefix,
-    CHORUS_REGION: o.region ?? "test",
     // SIGTERM drains sockets over this window (default 10 s); tests close their sockets first.
     CHORUS_DRAIN_MS: "0",
   };
+  if (o.region !== null) env.CHORUS_REGION = o.region ?? "test";
   if (o.subscribeUrl !== undefined) env.REDIS_SUBSCRIBE_URL = o.subscribeUrl;
   if (o.leaseMs !== undefined) env.CHORUS_NODE_LEASE_MS = String(o.leaseMs);
   const tmp = o.config ? writeTempConfig(o.config) : undefined;
   if (tmp) env.CHORUS_CONFIG = tmp.path;
   Object.assign(env, o.env ?? {});
 
-  const { cmd, args } = serverCommand(o.runtime);
+  const { cmd, args } = o.command ?? serverCommand(o.runtime);
   const child = spawn(cmd, args, { cwd: repoRoot, env, stdio: ["ignore", "pipe", "pipe"] });
   trackChild(child);
   const stdout: string[] = [];

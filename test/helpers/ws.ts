@@ -36,6 +36,12 @@ type WebSocketWithHeaders = new (
 
 const open = new Set<RawSocket>();
 
+export interface SocketOptions {
+  origin?: string;
+  /** Extra upgrade request headers (e.g. a proxy's Fly-Client-IP). */
+  headers?: Record<string, string>;
+}
+
 /** Closes every RawSocket still open (call in `after`); resolves once their close handshakes
  * completed (at most ~2 s), so the server has seen them go before it is stopped. */
 export async function closeAllRawSockets(): Promise<void> {
@@ -70,9 +76,9 @@ export class RawSocket {
   readonly opened: Promise<void>;
   socketId: string | undefined;
 
-  constructor(url: string, opts: { origin?: string } = {}) {
+  constructor(url: string, opts: SocketOptions = {}) {
     this.url = url;
-    const headers: Record<string, string> = {};
+    const headers: Record<string, string> = { ...opts.headers };
     if (opts.origin !== undefined) headers.Origin = opts.origin;
     const WS = WebSocket as unknown as WebSocketWithHeaders;
     this.ws = Object.keys(headers).length ? new WS(url, { headers }) : new WebSocket(url);
@@ -274,7 +280,7 @@ export class RawSocket {
 }
 
 /** Opens a socket and waits for the WebSocket `open` event (not for any frame). */
-export async function openSocket(url: string, opts: { origin?: string } = {}): Promise<RawSocket> {
+export async function openSocket(url: string, opts: SocketOptions = {}): Promise<RawSocket> {
   const s = new RawSocket(url, opts);
   await withTimeout(s.opened, DEFAULT_TIMEOUT, `WebSocket ${url} to open`);
   return s;
@@ -283,7 +289,7 @@ export async function openSocket(url: string, opts: { origin?: string } = {}): P
 /** Opens a socket and waits for pusher:connection_established; `socketId` is then set. */
 export async function connectSocket(
   url: string,
-  opts: { origin?: string } = {},
+  opts: SocketOptions = {},
 ): Promise<RawSocket> {
   const s = new RawSocket(url, opts);
   await s.nextEvent("pusher:connection_established");
