@@ -87,6 +87,9 @@ const FileSchema = v.strictObject({
     prefix: v.optional(appIdentifier),
     region: v.optional(nonEmpty),
     lease_ms: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1_000))),
+    redis_timeout_ms: v.optional(v.pipe(v.number(), v.integer(), v.minValue(50))),
+    bus_grace_ms: v.optional(nonNegativeInt),
+    bus_reconnect_spread_ms: v.optional(nonNegativeInt),
   })),
 });
 
@@ -101,6 +104,12 @@ export interface ClusterConfig {
   region: string;
   /** TTL of this node's lease; a dead node's state is removed within about 1.5x this. */
   leaseMs: number;
+  /** Bound on every Redis command: past it the caller gets an error (HTTP 503). */
+  redisTimeoutMs: number;
+  /** How long the bus may be lost before this node tells its sockets to reconnect elsewhere. */
+  busGraceMs: number;
+  /** Those reconnects (4200) are spread over this window so other nodes are not stampeded. */
+  busReconnectSpreadMs: number;
 }
 
 export type AppConfig = v.InferOutput<typeof AppSchema>;
@@ -238,6 +247,12 @@ function clusterConfig(env: Env, file: FileConfig["cluster"] = {}): ClusterConfi
     prefix,
     region: env.CHORUS_REGION || env.FLY_REGION || file.region || "local",
     leaseMs,
+    redisTimeoutMs:
+      optionalInt(env, "CHORUS_REDIS_TIMEOUT_MS", file.redis_timeout_ms, 50) ?? 1_000,
+    busGraceMs: optionalInt(env, "CHORUS_BUS_GRACE_MS", file.bus_grace_ms, 0) ?? 3_000,
+    busReconnectSpreadMs:
+      optionalInt(env, "CHORUS_BUS_RECONNECT_SPREAD_MS", file.bus_reconnect_spread_ms, 0) ??
+        2_000,
   };
 }
 

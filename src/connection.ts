@@ -114,6 +114,7 @@ export class Connection implements SocketSession, Subscriber {
       socket.close(code, message);
       return;
     }
+    this.node.opening.add(this.socketId);
     this.#run(this.#admit(this.app));
   }
 
@@ -123,6 +124,7 @@ export class Connection implements SocketSession, Subscriber {
       this.socketId,
       app.max_connections,
     );
+    this.node.opening.delete(this.socketId);
     if (this.#isClosed()) {
       if (admitted) await this.node.cluster.state.removeConnection(app.id, this.socketId);
       return;
@@ -176,11 +178,16 @@ export class Connection implements SocketSession, Subscriber {
     }
   }
 
+  /**
+   * A step failed, typically because the cluster state did not answer in time: what this socket
+   * holds may not be recorded, so it is told to reconnect (and its leave is written later).
+   */
   #fail(error: unknown): void {
-    this.node.log.error("connection step failed", {
+    this.node.log.warn("connection step failed: telling the socket to reconnect", {
       socket_id: this.socketId,
       error: errorMessage(error),
     });
+    this.#closeWithError(ErrorCode.GenericReconnect, "Cluster state unavailable; reconnect");
   }
 
   #handle(data: unknown): Step {
@@ -563,6 +570,7 @@ export class Connection implements SocketSession, Subscriber {
 
   /** Leaves every channel and frees the quota slot, once. */
   #release(code: number): void {
+    this.node.opening.delete(this.socketId);
     if (this.#isClosed() && !this.#counted) return;
     this.#state = "closed";
     this.node.connections.delete(this.socketId);
@@ -578,7 +586,13 @@ export class Connection implements SocketSession, Subscriber {
       user ? this.#signout(app, user) : undefined,
     ])
       .then(() => this.node.cluster.state.removeConnection(app.id, this.socketId))
-      .catch((error) => this.#fail(error))
+      .catch((error) =>
+        // The cluster writes what failed when Redis answers again (src/cluster/redis.ts).
+        this.node.log.warn("leave not written yet", {
+          socket_id: this.socketId,
+          error: errorMessage(error),
+        })
+      )
       .finally(() => this.node.cleanups.delete(cleanup));
     this.node.cleanups.add(cleanup);
   }

@@ -63,8 +63,11 @@ export class Metrics {
   messagesOut = 0;
   bytesOut = 0;
   publishFailures = 0;
+  /** Times this node told sockets to reconnect because its bus was lost or missed events. */
+  busLosses = 0;
   webhooksSent = 0;
   webhookFailures = 0;
+  webhookCopiesGivenUp = 0;
 
   render(gauges: GaugeReadings): string {
     const out: string[] = [];
@@ -135,6 +138,12 @@ export class Metrics {
     line("chorus_cluster_bus_connected", {}, gauges.busConnected ? 1 : 0);
     family("chorus_publish_failures_total", "counter", "Publishes the cluster bus refused.");
     line("chorus_publish_failures_total", {}, this.publishFailures);
+    family(
+      "chorus_bus_losses_total",
+      "counter",
+      "Times sockets were told to reconnect: the bus was lost past the grace, or missed events.",
+    );
+    line("chorus_bus_losses_total", {}, this.busLosses);
     family("chorus_webhooks_sent_total", "counter", "Webhook POSTs answered with 2xx.");
     line("chorus_webhooks_sent_total", {}, this.webhooksSent);
     family(
@@ -143,6 +152,12 @@ export class Metrics {
       "Webhook POSTs that failed (retried or not).",
     );
     line("chorus_webhook_failures_total", {}, this.webhookFailures);
+    family(
+      "chorus_webhook_copies_given_up_total",
+      "counter",
+      "Webhook jobs whose in-memory copy was dropped at the cap (lost if the queue loses them).",
+    );
+    line("chorus_webhook_copies_given_up_total", {}, this.webhookCopiesGivenUp);
     family(
       "chorus_webhook_dead_letters",
       "gauge",

@@ -25,12 +25,16 @@ import type { GaugeReadings, Metrics } from "./metrics.ts";
 import type { FanOut, RuntimeAdapter } from "./runtime.ts";
 
 const LIVENESS_SWEEP_MS = 1_000;
+/** How often the node checks that its cluster bus works (`CHORUS_BUS_GRACE_MS` resolution). */
+const BUS_WATCH_MS = 250;
 /** How long a drain waits for clients to answer the last close frames. */
 const CLOSE_HANDSHAKE_GRACE_MS = 2_000;
 
 export class ChorusNode {
   /** Open connections of this node by socket id. */
   readonly connections = new Map<string, Connection>();
+  /** Sockets whose admission (quota check) is in flight. */
+  readonly opening = new Set<string>();
   readonly registry = new ChannelRegistry<Connection>();
   readonly appsByKey: ReadonlyMap<string, AppConfig>;
   readonly appsById: ReadonlyMap<string, AppConfig>;
@@ -48,6 +52,10 @@ export class ChorusNode {
   readonly #socketPrefix = randomInt(1, 2 ** 31 - 1);
   #socketSequence = 0;
   #sweep: ReturnType<typeof setInterval> | undefined;
+  #busWatch: ReturnType<typeof setInterval> | undefined;
+  /** When the cluster bus was lost (0: it is fine), and whether sockets were told to leave. */
+  #busLostAt = 0;
+  #deaf = false;
   /** Channels whose subscription count changed here and is not announced yet: app id -> names. */
   readonly #countsChanged = new Map<string, Set<string>>();
   /** The socket server's fan-out, once it serves; before that no socket can be subscribed. */
@@ -85,21 +93,65 @@ export class ChorusNode {
     const connections = [...this.connections.values()];
     // Stopping the listener would cut close handshakes still in flight (Deno closes with 1001).
     const handshakes = Promise.all(connections.map((connection) => connection.socketClosed()));
-    const slices = Math.max(1, Math.min(connections.length, 100));
-    const perSlice = Math.ceil(connections.length / slices);
-    for (let slice = 0; slice < slices; slice++) {
-      const batch = connections.slice(slice * perSlice, (slice + 1) * perSlice);
-      for (const connection of batch) {
-        connection.terminate(ErrorCode.GenericReconnect, "Server is shutting down; reconnect");
-      }
-      if (slice < slices - 1) {
-        await new Promise((resolve) => setTimeout(resolve, windowMs / slices));
-      }
-    }
+    await this.#closeSpread(connections, windowMs, "Server is shutting down; reconnect");
     let timer: ReturnType<typeof setTimeout> | undefined;
     const giveUp = new Promise((resolve) => timer = setTimeout(resolve, CLOSE_HANDSHAKE_GRACE_MS));
     await Promise.race([handshakes, giveUp]);
     clearTimeout(timer);
+  }
+
+  /** Sends 4200 to `connections` in up to 100 slices spread over `windowMs`. */
+  async #closeSpread(connections: Connection[], windowMs: number, reason: string): Promise<void> {
+    const slices = Math.max(1, Math.min(connections.length, 100));
+    const perSlice = Math.ceil(connections.length / slices);
+    for (let slice = 0; slice < slices; slice++) {
+      const batch = connections.slice(slice * perSlice, (slice + 1) * perSlice);
+      for (const connection of batch) connection.terminate(ErrorCode.GenericReconnect, reason);
+      if (slice < slices - 1) {
+        await new Promise((resolve) => setTimeout(resolve, windowMs / slices));
+      }
+    }
+  }
+
+  /**
+   * No deaf nodes: once the bus has been lost for longer than the grace, a socket here would
+   * miss events, so every socket is told to reconnect (to a node that can receive), and the
+   * receiving connection is rebuilt in case it is silently dead. New sockets are refused
+   * meanwhile (`ready` is false).
+   */
+  #watchBus(): void {
+    if (this.cluster.bus.ready) {
+      if (this.#deaf) this.log.info("cluster bus back: accepting sockets again");
+      this.#busLostAt = 0;
+      this.#deaf = false;
+      return;
+    }
+    const now = this.now();
+    if (this.#busLostAt === 0) this.#busLostAt = now;
+    if (this.#deaf || now - this.#busLostAt < this.config.cluster.busGraceMs) return;
+    this.#deaf = true;
+    const connections = [...this.connections.values()];
+    this.log.warn("cluster bus lost: telling sockets to reconnect elsewhere", {
+      lost_ms: now - this.#busLostAt,
+      connections: connections.length,
+    });
+    this.metrics.busLosses++;
+    this.cluster.bus.reconnect();
+    this.#closeSpread(
+      connections,
+      this.config.cluster.busReconnectSpreadMs,
+      "This node lost the cluster bus; reconnect",
+    );
+  }
+
+  /** The bus missed events of a channel: its local subscribers must reconnect to catch up. */
+  eventsMissed(appId: string, channelName: string): void {
+    const channel = this.registry.get(appId, channelName);
+    if (!channel) return;
+    this.metrics.busLosses++;
+    for (const connection of [...channel.subscribers]) {
+      connection.terminate(ErrorCode.GenericReconnect, "Missed events on this node; reconnect");
+    }
   }
 
   now(): number {
@@ -115,7 +167,9 @@ export class ChorusNode {
       deliver: this.deliverLocal,
       snapshot: () => this.snapshot(),
       announce: (change) => this.announce(change),
+      eventsMissed: (appId, channel) => this.eventsMissed(appId, channel),
     });
+    this.#busWatch = setInterval(() => this.#watchBus(), BUS_WATCH_MS);
     this.webhooks.start();
     this.#sweep = setInterval(() => {
       const now = this.now();
@@ -128,6 +182,7 @@ export class ChorusNode {
 
   async stop(): Promise<void> {
     clearInterval(this.#sweep);
+    clearInterval(this.#busWatch);
     await Promise.allSettled([...this.cleanups]);
     await this.cluster.leave();
     await this.#announceCounts(); // the last changes, which the stopped sweep would have sent
@@ -248,7 +303,13 @@ export class ChorusNode {
 
   /** This node's share of the cluster state, from its own connections. */
   snapshot(): NodeSnapshot {
-    const snapshot: NodeSnapshot = { connections: [], subscriptions: [], presence: [], users: [] };
+    const snapshot: NodeSnapshot = {
+      connections: [],
+      subscriptions: [],
+      presence: [],
+      users: [],
+      alive: [...this.connections.keys(), ...this.opening],
+    };
     for (const connection of this.connections.values()) {
       const appId = connection.app!.id;
       const socketId = connection.socketId;

@@ -242,6 +242,9 @@ class LocalBus implements Bus {
   }
 
   unlisten(): void {}
+
+  /** Nothing to reconnect: delivery is a function call. */
+  reconnect(): void {}
 }
 
 export class LocalCluster implements Cluster {

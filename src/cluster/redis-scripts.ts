@@ -68,13 +68,16 @@ local function sub_add(app, channel, sock)
   return 0
 end
 
--- 1 when the channel just became vacated (its last subscriber anywhere left).
-local function sub_remove(app, channel, sock)
+-- 1 when the channel just became vacated (its last subscriber anywhere left). With 'absent', also
+-- when the socket was not there and the channel has no subscriber: Redis lost the entry (it
+-- restarted empty) and the departure must still be announced.
+local function sub_remove(app, channel, sock, absent)
   local key = app_key(app)
   local subs = key .. ':subs:' .. channel
-  if redis.call('SREM', subs, sock) == 1 and redis.call('SCARD', subs) == 0 then
-    return redis.call('SREM', key .. ':channels', channel)
-  end
+  local removed = redis.call('SREM', subs, sock) == 1
+  if redis.call('SCARD', subs) > 0 then return 0 end
+  if redis.call('SREM', key .. ':channels', channel) == 1 then return 1 end
+  if absent and not removed then return 1 end
   return 0
 end
 
@@ -95,13 +98,16 @@ local function presence_join(app, channel, sock, user, info, max)
   return 1
 end
 
--- 1 when the user has no socket left in the channel.
-local function presence_leave(app, channel, sock, user)
+-- 1 when the user has no socket left in the channel (and was a member until now). With
+-- 'absent', also when the user was already gone: see sub_remove.
+local function presence_leave(app, channel, sock, user, absent)
   local key = app_key(app)
   local socks = key .. ':psock:' .. channel .. ':' .. user
-  if redis.call('SREM', socks, sock) == 0 or redis.call('SCARD', socks) > 0 then return 0 end
-  redis.call('HDEL', key .. ':pinfo:' .. channel, user)
-  return 1
+  local removed = redis.call('SREM', socks, sock) == 1
+  if redis.call('SCARD', socks) > 0 then return 0 end
+  if redis.call('HDEL', key .. ':pinfo:' .. channel, user) == 1 then return 1 end
+  if absent and not removed then return 1 end
+  return 0
 end
 
 -- 1: the user's first signed-in socket anywhere.
@@ -111,11 +117,13 @@ local function user_add(app, sock, user)
   return redis.call('SCARD', socks) == 1 and 1 or 0
 end
 
--- 1: the user's last signed-in socket anywhere left.
-local function user_remove(app, sock, user)
+-- 1: the user's last signed-in socket anywhere left. With 'absent': see sub_remove.
+local function user_remove(app, sock, user, absent)
   local socks = app_key(app) .. ':usock:' .. user
-  if redis.call('SREM', socks, sock) == 0 or redis.call('SCARD', socks) > 0 then return 0 end
-  return 1
+  local removed = redis.call('SREM', socks, sock) == 1
+  if redis.call('SCARD', socks) > 0 then return 0 end
+  if removed or absent then return 1 end
+  return 0
 end
 
 local function push_change(list, kind, app, channel, user, info)
@@ -126,32 +134,51 @@ local function push_change(list, kind, app, channel, user, info)
   list[#list + 1] = info
 end
 
+-- Collects changes once each (a departure can be found twice: stale entry and failed leave).
+local function changes()
+  local list, seen = {}, {}
+  return list, function(kind, app, channel, user, info)
+    local id = kind .. '\\t' .. app .. '\\t' .. channel .. '\\t' .. user
+    if seen[id] then return end
+    seen[id] = true
+    push_change(list, kind, app, channel, user, info)
+  end
+end
+
+-- The socket id of a node entry.
+local function entry_socket(entry)
+  local kind = string.sub(entry, 1, 1)
+  if kind == 'c' then return split(entry, 3)[3] end
+  if kind == 'u' then return split(entry, 4)[3] end
+  return split(entry, 5)[4]
+end
+
+-- Undoes one node entry (or a departure, with 'absent'); 'add' collects what it changes.
+local function reverse(kind, f, add, absent)
+  if kind == 'c' then
+    conn_remove(f[2], f[3])
+  elseif kind == 's' then
+    if sub_remove(f[2], f[3], f[4], absent) == 1 then add('v', f[2], f[3], '', '') end
+    add('n', f[2], f[3], '', '')
+  elseif kind == 'p' then
+    if presence_leave(f[2], f[3], f[4], f[5], absent) == 1 then add('p', f[2], f[3], f[5], '') end
+  elseif kind == 'u' then
+    if user_remove(f[2], f[3], f[4], absent) == 1 then add('u', f[2], '', f[4], '') end
+  end
+end
+
+local ENTRY_FIELDS = { c = 3, s = 4, p = 5, u = 4 }
+
+local function reverse_entry(entry, add)
+  local kind = string.sub(entry, 1, 1)
+  reverse(kind, split(entry, ENTRY_FIELDS[kind]), add, false)
+end
+
 -- Reverses every entry of a node; answers the members and users that left (groups of five).
 local function remove_node(node_id)
   local node = ROOT .. ':node:' .. node_id
-  local removed = {}
-  local recounted = {}
-  for _, entry in ipairs(redis.call('SMEMBERS', node)) do
-    local kind = string.sub(entry, 1, 1)
-    if kind == 'c' then
-      local f = split(entry, 3)
-      conn_remove(f[2], f[3])
-    elseif kind == 's' then
-      local f = split(entry, 4)
-      if sub_remove(f[2], f[3], f[4]) == 1 then push_change(removed, 'v', f[2], f[3], '', '') end
-      local channel_key = f[2] .. '\\t' .. f[3]
-      if not recounted[channel_key] then
-        recounted[channel_key] = true
-        push_change(removed, 'n', f[2], f[3], '', '')
-      end
-    elseif kind == 'p' then
-      local f = split(entry, 5)
-      if presence_leave(f[2], f[3], f[4], f[5]) == 1 then push_change(removed, 'p', f[2], f[3], f[5], '') end
-    elseif kind == 'u' then
-      local f = split(entry, 4)
-      if user_remove(f[2], f[3], f[4]) == 1 then push_change(removed, 'u', f[2], '', f[4], '') end
-    end
-  end
+  local removed, add = changes()
+  for _, entry in ipairs(redis.call('SMEMBERS', node)) do reverse_entry(entry, add) end
   redis.call('DEL', node)
   redis.call('SREM', ROOT .. ':nodes', node_id)
   redis.call('DEL', ROOT .. ':lease:' .. node_id)
@@ -184,7 +211,7 @@ return sub_add(ARGV[3], ARGV[4], ARGV[5])
 /** ARGV: root, node, app, channel, socket. */
 export const SUBSCRIPTION_REMOVE = script(`
 redis.call('SREM', NODE, 's\\t' .. ARGV[3] .. '\\t' .. ARGV[4] .. '\\t' .. ARGV[5])
-return sub_remove(ARGV[3], ARGV[4], ARGV[5])
+return sub_remove(ARGV[3], ARGV[4], ARGV[5], true)
 `);
 
 /**
@@ -210,7 +237,7 @@ return reply
 export const PRESENCE_LEAVE = script(`
 local app, channel, sock, user = ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 redis.call('SREM', NODE, 'p\\t' .. app .. '\\t' .. channel .. '\\t' .. sock .. '\\t' .. user)
-return presence_leave(app, channel, sock, user)
+return presence_leave(app, channel, sock, user, true)
 `);
 
 /**
@@ -244,18 +271,37 @@ return remove_node(NODE_ID)
 `);
 
 /**
- * Re-registers this node's share after Redis lost it. ARGV: root, node, lease ms, then groups:
- * 'c', app, socket | 's', app, channel, socket | 'p', app, channel, socket, user, info
- * | 'u', app, socket, user → groups of five: members and users that are back. They are only
- * announced when a sweep had removed (and announced) them; after Redis lost its data nobody was
- * told they left, so their return is silent.
+ * Writes this node's share again, as it is now (after Redis lost it, or after writes failed).
+ * ARGV: root, node, lease ms, then groups:
+ *   'a', socket: a socket the node still has (opening or open)
+ *   'c', app, socket | 's', app, channel, socket | 'p', app, channel, socket, user, info
+ *   | 'u', app, socket, user: the node's entries now
+ *   'C', app, socket | 'S', app, channel, socket | 'P', app, channel, socket, user
+ *   | 'U', app, socket, user: departures whose write failed
+ * Entries of sockets the node no longer has are removed; departures are applied so that a user
+ * or channel that is gone now is announced as gone, also when Redis forgot it ever was there.
+ * → { joined, left }, each groups of five. Joins are only announced when a sweep had removed
+ * (and announced) the node; after Redis lost its data nobody was told they left.
  */
 export const REGISTER = script(`
 redis.call('SET', ROOT .. ':lease:' .. NODE_ID, '1', 'PX', tonumber(ARGV[3]))
 redis.call('SADD', ROOT .. ':nodes', NODE_ID)
 local announce = redis.call('DEL', ROOT .. ':swept:' .. NODE_ID) == 1
-local added = {}
+local alive = {}
 local i = 4
+while i <= #ARGV and ARGV[i] == 'a' do
+  alive[ARGV[i + 1]] = true
+  i = i + 2
+end
+local left, add_left = changes()
+for _, entry in ipairs(redis.call('SMEMBERS', NODE)) do
+  if not alive[entry_socket(entry)] then
+    reverse_entry(entry, add_left)
+    redis.call('SREM', NODE, entry)
+  end
+end
+local joined = {}
+local departures = {}
 while i <= #ARGV do
   local kind = ARGV[i]
   if kind == 'c' then
@@ -264,25 +310,37 @@ while i <= #ARGV do
     i = i + 3
   elseif kind == 's' then
     if sub_add(ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]) == 1 and announce then
-      push_change(added, 'o', ARGV[i + 1], ARGV[i + 2], '', '')
+      push_change(joined, 'o', ARGV[i + 1], ARGV[i + 2], '', '')
     end
     redis.call('SADD', NODE, 's\\t' .. ARGV[i + 1] .. '\\t' .. ARGV[i + 2] .. '\\t' .. ARGV[i + 3])
     i = i + 4
   elseif kind == 'u' then
     local app, sock, user = ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
-    if user_add(app, sock, user) == 1 and announce then push_change(added, 'u', app, '', user, '') end
+    if user_add(app, sock, user) == 1 and announce then push_change(joined, 'u', app, '', user, '') end
     redis.call('SADD', NODE, 'u\\t' .. app .. '\\t' .. sock .. '\\t' .. user)
     i = i + 4
-  else
+  elseif kind == 'p' then
     local app, channel, sock, user, info = ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5]
     if presence_join(app, channel, sock, user, info, 1e12) == 1 and announce then
-      push_change(added, 'p', app, channel, user, info)
+      push_change(joined, 'p', app, channel, user, info)
     end
     redis.call('SADD', NODE, 'p\\t' .. app .. '\\t' .. channel .. '\\t' .. sock .. '\\t' .. user)
     i = i + 6
+  else
+    local kind = string.lower(kind)
+    local fields = ENTRY_FIELDS[kind]
+    local f = { kind }
+    for k = 1, fields - 1 do f[k + 1] = ARGV[i + k] end
+    departures[#departures + 1] = f
+    i = i + fields
   end
 end
-return added
+-- After the re-adds, so that a user still present through another socket is not announced.
+for _, f in ipairs(departures) do
+  reverse(f[1], f, add_left, true)
+  redis.call('SREM', NODE, table.concat(f, '\\t'))
+end
+return { joined, left }
 `);
 
 /** ARGV: root, node, app, prefix → { channel, subscription count, user count (-1 if not presence) ... } */
@@ -313,7 +371,7 @@ return user_add(ARGV[3], ARGV[4], ARGV[5])
 /** ARGV: root, node, app, socket, user → 1 when the user just went offline. */
 export const USER_REMOVE = script(`
 redis.call('SREM', NODE, 'u\\t' .. ARGV[3] .. '\\t' .. ARGV[4] .. '\\t' .. ARGV[5])
-return user_remove(ARGV[3], ARGV[4], ARGV[5])
+return user_remove(ARGV[3], ARGV[4], ARGV[5], true)
 `);
 
 /** ARGV: root, node, app, user ids... → the ids with a signed-in socket somewhere. */
@@ -348,3 +406,16 @@ else
 end
 return count
 `);
+
+/**
+ * Numbers and publishes one event. ARGV: root, node, app, channel, head, frame → the sequence.
+ * The message is `{head}{sequence}\n{frame}` (src/cluster/redis-bus.ts). The counter lives a day
+ * past the channel's last event; a counter that is gone or smaller tells receivers Redis lost it.
+ */
+export const PUBLISH = `
+local key = ARGV[1] .. ':' .. ARGV[3]
+local seq = redis.call('INCR', key .. ':seq:' .. ARGV[4])
+redis.call('EXPIRE', key .. ':seq:' .. ARGV[4], 86400)
+redis.call('PUBLISH', key .. ':ev:' .. ARGV[4], ARGV[5] .. seq .. '\\n' .. ARGV[6])
+return seq
+`;

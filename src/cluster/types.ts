@@ -1,6 +1,11 @@
 import type { Metrics } from "../metrics.ts";
 import type { WebhookQueue } from "../webhooks/types.ts";
 
+/** The shared state or bus cannot answer now (Redis down or hung): the HTTP API answers 503. */
+export class ClusterUnavailable extends Error {
+  override name = "ClusterUnavailable";
+}
+
 /**
  * What nodes share. `Bus` moves event frames between nodes; `State` holds everything that spans
  * nodes (connection and subscription counts, presence members). The local implementation serves
@@ -36,6 +41,8 @@ export interface Bus {
   unlisten(appId: string, channel: string): void;
   /** True while events can be guaranteed to reach the cluster. */
   readonly ready: boolean;
+  /** Drops and re-opens the receiving connection: a silent one may be dead without knowing. */
+  reconnect(): void;
 }
 
 export interface ChannelCounts {
@@ -136,6 +143,11 @@ export interface NodeSnapshot {
   }[];
   /** Signed-in sockets. */
   users: { appId: string; socketId: string; userId: string }[];
+  /**
+   * Every socket this node still has, also those whose open or subscribe is in flight: state
+   * entries of other sockets of this node are stale and removed when the share is written again.
+   */
+  alive: string[];
 }
 
 /** Something other nodes' sockets and the app's webhooks must hear about. */
@@ -153,6 +165,11 @@ export interface ClusterHost {
   snapshot(): NodeSnapshot;
   /** Changes the cluster found by itself (a dead node swept, a stalled node back). */
   announce(change: ClusterChange): Promise<void>;
+  /**
+   * Events of this channel were published while this node could not receive them (its
+   * subscription dropped): its local subscribers must be told to reconnect.
+   */
+  eventsMissed(appId: string, channel: string): void;
 }
 
 export interface Cluster {

@@ -8,7 +8,7 @@ import { bodyLimit } from "hono/body-limit";
 import { routePath } from "hono/route";
 import { userControlChannel } from "../channels/internal.ts";
 import { channelType, isPresence } from "../channels/kinds.ts";
-import type { ChannelCounts } from "../cluster/types.ts";
+import { type ChannelCounts, ClusterUnavailable } from "../cluster/types.ts";
 import type { AppConfig } from "../config.ts";
 import { errorMessage } from "../log.ts";
 import type { ChorusNode } from "../node.ts";
@@ -36,6 +36,9 @@ export function createHttpApp(node: ChorusNode): Hono<Env> {
   const upgrade = node.adapter.websocket((c) => node.accept(c));
   app.get("/app/:key", (c) => {
     if (node.draining) return c.json({ error: "Server is draining; connect to another node" }, 503);
+    if (!node.ready) {
+      return c.json({ error: "Node cannot reach the cluster; connect to another node" }, 503);
+    }
     const limiter = node.ipConnections;
     if (limiter) {
       const waitMs = limiter.take(clientAddress(node, c), node.now());
@@ -165,6 +168,9 @@ export function createHttpApp(node: ChorusNode): Hono<Env> {
   root.notFound((c) => c.json({ error: `No route for ${c.req.method} ${c.req.path}` }, 404));
   root.onError((error, c) => {
     if (error instanceof HttpError) return c.json({ error: error.message }, error.status);
+    if (error instanceof ClusterUnavailable) {
+      return c.json({ error: `Cluster state unavailable; retry (${error.message})` }, 503);
+    }
     node.log.error("http handler failed", { path: c.req.path, error: errorMessage(error) });
     return c.json({ error: "Internal server error" }, 500);
   });

@@ -1,0 +1,294 @@
+/**
+ * The Redis bus: pub/sub between nodes with interest-based routing (a node subscribes to a
+ * channel's Redis channel only while it has local subscribers), a self-publish probe that proves
+ * the path, and per-channel sequence numbers that reveal events missed while the subscription
+ * was down (docs/architecture.md, "Honest acceptance").
+ */
+import type { Redis } from "ioredis";
+import { errorMessage, type Logger } from "../log.ts";
+import type { Metrics } from "../metrics.ts";
+import { type RedisLink, unavailable } from "./redis-link.ts";
+import { type Bus, ClusterUnavailable, type LocalDelivery } from "./types.ts";
+
+/** How often a node checks that its own publishes come back through its subscriber. */
+export const PROBE_INTERVAL_MS = 500;
+/** Silence after which the path counts as lost. */
+const PROBE_STALE_MS = 1_500;
+
+interface Route {
+  appId: string;
+  channel: string;
+  /** Key of the channel's sequence counter. */
+  seqKey: string;
+  /** Last sequence number seen (any origin, ours too); undefined until known. */
+  seq: number | undefined;
+}
+
+export class RedisBus implements Bus {
+  deliver: LocalDelivery = () => {};
+  onEventsMissed: (appId: string, channel: string) => void = () => {};
+  /** Redis channel -> the app and Pusher channel it carries. */
+  readonly #routes = new Map<string, Route>();
+  /** Redis channels this node subscribed (or is subscribing) to, with the pending SUBSCRIBE. */
+  readonly #active = new Map<string, Promise<void>>();
+  readonly #toSubscribe = new Set<string>();
+  readonly #toUnsubscribe = new Set<string>();
+  readonly #waiters = new Map<string, (() => void)[]>();
+  #flushScheduled = false;
+  readonly #ownPrefix: string;
+  /**
+   * A channel only this node listens on. The node publishes to it on the primary and must hear
+   * itself through its subscriber: that proves the path, including a replica's replication link.
+   */
+  readonly probeKey: string;
+  #probeHeardAt = 0;
+  #subscribedOnce = false;
+
+  constructor(
+    readonly link: RedisLink,
+    readonly publisher: Redis,
+    readonly subscriber: Redis,
+    readonly metrics: Metrics,
+    readonly log: Logger,
+  ) {
+    this.#ownPrefix = `${link.nodeId}\n`;
+    this.probeKey = `${link.root}:probe:${link.nodeId}`;
+    subscriber.on("message", (redisChannel: string, message: string) => {
+      if (redisChannel === this.probeKey) this.#probeHeardAt = Date.now();
+      else this.#receive(redisChannel, message);
+    });
+    subscriber.on("ready", () => this.#onSubscriberReady());
+  }
+
+  get ready(): boolean {
+    return this.publisher.status === "ready" && this.subscriber.status === "ready" &&
+      this.link.commands.status === "ready" && Date.now() - this.#probeHeardAt < PROBE_STALE_MS;
+  }
+
+  get probeHeard(): boolean {
+    return this.#probeHeardAt > 0;
+  }
+
+  /** Publishes a probe (fire and forget: the answer is whether it comes back). */
+  probe(): void {
+    if (this.publisher.status !== "ready") return;
+    this.publisher.publish(this.probeKey, String(Date.now())).catch(() => {
+      // reported through `ready`
+    });
+  }
+
+  reconnect(): void {
+    this.log.warn("redis subscriber silent: reconnecting it");
+    this.subscriber.disconnect(true);
+  }
+
+  channelKey(appId: string, channel: string): string {
+    return `${this.link.root}:${appId}:ev:${channel}`;
+  }
+
+  async publish(
+    appId: string,
+    channel: string,
+    frame: string,
+    exceptSocketId?: string,
+  ): Promise<void> {
+    if (!this.ready) {
+      this.metrics.publishFailures++;
+      throw new ClusterUnavailable("Redis is not connected");
+    }
+    await this.#publishToOthers(appId, channel, frame, exceptSocketId);
+    this.deliver(appId, channel, frame, exceptSocketId);
+  }
+
+  async relay(
+    appId: string,
+    channel: string,
+    frame: string,
+    exceptSocketId?: string,
+  ): Promise<void> {
+    this.deliver(appId, channel, frame, exceptSocketId);
+    if (this.publisher.status !== "ready") {
+      this.log.warn("relay not sent to other nodes: Redis is not connected", {
+        app: appId,
+        channel,
+      });
+      return;
+    }
+    try {
+      await this.#publishToOthers(appId, channel, frame, exceptSocketId);
+    } catch (error) {
+      this.log.warn("relay to other nodes failed", { channel, error: errorMessage(error) });
+    }
+  }
+
+  /**
+   * Sends `{origin node}\n{excluded socket}\n{publish time ms}\n{sequence}\n{frame}`; the script
+   * numbers the channel's events so a receiver can tell when it missed some.
+   */
+  async #publishToOthers(
+    appId: string,
+    channel: string,
+    frame: string,
+    exceptSocketId: string | undefined,
+  ): Promise<void> {
+    const head = `${this.#ownPrefix}${exceptSocketId ?? ""}\n${Date.now()}\n`;
+    try {
+      await this.link.runOn(this.publisher, "PUBLISH", appId, channel, head, frame);
+    } catch (error) {
+      this.metrics.publishFailures++;
+      throw unavailable(error);
+    }
+  }
+
+  #receive(redisChannel: string, message: string): void {
+    const route = this.#routes.get(redisChannel);
+    if (!route) return;
+    const originEnd = message.indexOf("\n");
+    const exceptEnd = message.indexOf("\n", originEnd + 1);
+    const timeEnd = message.indexOf("\n", exceptEnd + 1);
+    const seqEnd = message.indexOf("\n", timeEnd + 1);
+    if (originEnd < 0 || exceptEnd < 0 || timeEnd < 0 || seqEnd < 0) return;
+    this.#advance(route, Number(message.slice(timeEnd + 1, seqEnd)));
+    // Our own publishes were delivered locally already.
+    if (message.startsWith(this.#ownPrefix)) return;
+    const except = exceptEnd > originEnd + 1 ? message.slice(originEnd + 1, exceptEnd) : undefined;
+    this.deliver(route.appId, route.channel, message.slice(seqEnd + 1), except);
+    const sentAt = Number(message.slice(exceptEnd + 1, timeEnd));
+    this.metrics.deliveryLatency.observe(Math.max(0, Date.now() - sentAt) / 1000);
+  }
+
+  /**
+   * Moves a channel to sequence `seq` (0: no event since Redis lost its counters). A jump means
+   * events were published that never reached us; a fall means Redis restarted empty, and any
+   * event it numbered since then was missed too.
+   */
+  #advance(route: Route, seq: number): void {
+    const last = route.seq;
+    route.seq = seq;
+    if (last === undefined || seq === last + 1 || seq === last) return;
+    const missed = seq > last ? seq - last - 1 : seq - 1;
+    if (missed <= 0) return;
+    this.log.warn("events missed while the subscription was down", {
+      app: route.appId,
+      channel: route.channel,
+      missed,
+    });
+    this.onEventsMissed(route.appId, route.channel);
+  }
+
+  listen(appId: string, channel: string): Promise<void> {
+    const key = this.channelKey(appId, channel);
+    if (!this.#routes.has(key)) {
+      const seqKey = `${this.link.root}:${appId}:seq:${channel}`;
+      this.#routes.set(key, { appId, channel, seqKey, seq: undefined });
+    }
+    if (this.#toUnsubscribe.delete(key)) return this.#active.get(key) ?? Promise.resolve();
+    const active = this.#active.get(key);
+    if (active) return active;
+    this.#toSubscribe.add(key);
+    this.#scheduleFlush();
+    const subscribed = new Promise<void>((resolve) => {
+      const waiters = this.#waiters.get(key) ?? [];
+      waiters.push(resolve);
+      this.#waiters.set(key, waiters);
+    });
+    // While Redis is away the subscription is made on reconnect; the local socket need not wait.
+    return this.ready ? subscribed : Promise.resolve();
+  }
+
+  unlisten(appId: string, channel: string): void {
+    const key = this.channelKey(appId, channel);
+    if (this.#toSubscribe.delete(key)) {
+      this.#routes.delete(key);
+      this.#release(key);
+      return;
+    }
+    if (this.#active.has(key)) {
+      this.#toUnsubscribe.add(key);
+      this.#scheduleFlush();
+    }
+  }
+
+  /** Batches SUBSCRIBE / UNSUBSCRIBE churn into one command each per tick. */
+  #scheduleFlush(): void {
+    if (this.#flushScheduled) return;
+    this.#flushScheduled = true;
+    setTimeout(() => this.#flush(), 0);
+  }
+
+  #flush(): void {
+    this.#flushScheduled = false;
+    if (this.#toSubscribe.size > 0) {
+      const keys = [...this.#toSubscribe];
+      this.#toSubscribe.clear();
+      const done = this.subscriber.subscribe(...keys).then(
+        () => {
+          keys.forEach((key) => this.#release(key));
+          return this.#compareSequences(keys);
+        },
+        (error) => {
+          // Made again when the subscriber reconnects (`#onSubscriberReady`).
+          this.log.warn("redis subscribe failed", { error: errorMessage(error) });
+          keys.forEach((key) => this.#release(key));
+        },
+      );
+      for (const key of keys) this.#active.set(key, done);
+    }
+    if (this.#toUnsubscribe.size > 0) {
+      const keys = [...this.#toUnsubscribe];
+      this.#toUnsubscribe.clear();
+      for (const key of keys) {
+        this.#active.delete(key);
+        this.#routes.delete(key);
+      }
+      this.subscriber.unsubscribe(...keys).catch((error) =>
+        this.log.warn("redis unsubscribe failed", { error: errorMessage(error) })
+      );
+    }
+  }
+
+  #release(key: string): void {
+    const waiters = this.#waiters.get(key);
+    this.#waiters.delete(key);
+    waiters?.forEach((resolve) => resolve());
+  }
+
+  /**
+   * The subscriber (re)connected: subscribe to everything again (ioredis's own resubscribe is
+   * off, so we know when it is done), then check what was published while we were away.
+   */
+  async #onSubscriberReady(): Promise<void> {
+    const keys = [...this.#active.keys()];
+    try {
+      await this.subscriber.subscribe(this.probeKey, ...keys);
+    } catch (error) {
+      this.log.warn("redis resubscribe failed", { error: errorMessage(error) });
+      return; // the connection broke again: the next "ready" retries
+    }
+    const again = this.#subscribedOnce;
+    this.#subscribedOnce = true;
+    if (again) await this.#compareSequences(keys);
+  }
+
+  /**
+   * Reads the channels' counters once subscribed: the first time that is the baseline; after a
+   * reconnect, a counter that moved while we were not subscribed means missed events.
+   */
+  async #compareSequences(keys: string[]): Promise<void> {
+    const routes = keys.map((key) => this.#routes.get(key)).filter((r) => r !== undefined);
+    if (routes.length === 0) return;
+    const before = routes.map((route) => route.seq);
+    let current: (string | null)[];
+    try {
+      current = await this.link.call((redis) => redis.mget(...routes.map((r) => r.seqKey)));
+    } catch (error) {
+      this.log.warn("reading event sequences failed", { error: errorMessage(error) });
+      return;
+    }
+    routes.forEach((route, i) => {
+      // An event that arrived meanwhile was already compared on the way in.
+      if (route.seq !== before[i] || this.#routes.get(this.channelKey(route.appId, route.channel)) !== route) return;
+      this.#advance(route, Number(current[i] ?? 0));
+    });
+  }
+}

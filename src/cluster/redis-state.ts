@@ -1,0 +1,218 @@
+/**
+ * The shared state in Redis: sets and hashes updated atomically by the Lua scripts of
+ * src/cluster/redis-scripts.ts (which also documents the key layout). Every call is bounded
+ * (src/cluster/redis-link.ts) and fails as `ClusterUnavailable`. A departure whose write failed
+ * is handed to `onWriteFailed`, so the cluster applies it when it writes its share again.
+ */
+import { isPresence } from "../channels/kinds.ts";
+import { COUNT_ANNOUNCE_INTERVAL_MS } from "./local.ts";
+import type { RedisLink } from "./redis-link.ts";
+import type { CachedEvent, ChannelCounts, CountClaim, JoinResult, State } from "./types.ts";
+
+/** A leave that could not be written: 'C' connection, 'S' subscription, 'P' presence, 'U' user. */
+export type Departure =
+  | ["C", string, string]
+  | ["S", string, string, string]
+  | ["P", string, string, string, string]
+  | ["U", string, string, string];
+
+export class RedisState implements State {
+  constructor(
+    readonly link: RedisLink,
+    /** A write failed (departure: the leave to apply later); the share must be written again. */
+    readonly onWriteFailed: (departure?: Departure) => void,
+  ) {}
+
+  /** Runs a writing script; a failure marks the share for rewriting. */
+  async #write(
+    departure: Departure | undefined,
+    ...args: Parameters<RedisLink["run"]>
+  ): Promise<unknown> {
+    try {
+      return await this.link.run(...args);
+    } catch (error) {
+      this.onWriteFailed(departure);
+      throw error;
+    }
+  }
+
+  async addConnection(appId: string, socketId: string, max: number | null): Promise<boolean> {
+    return await this.#write(undefined, "CONNECTION_ADD", appId, socketId, max ?? -1) === 1;
+  }
+
+  async removeConnection(appId: string, socketId: string): Promise<void> {
+    await this.#write(["C", appId, socketId], "CONNECTION_REMOVE", appId, socketId);
+  }
+
+  async connectionCount(appId: string): Promise<number> {
+    return await this.link.call((redis) => redis.scard(`${this.link.root}:${appId}:conns`));
+  }
+
+  async addSubscription(
+    appId: string,
+    channel: string,
+    socketId: string,
+  ): Promise<{ occupied: boolean }> {
+    const reply = await this.#write(undefined, "SUBSCRIPTION_ADD", appId, channel, socketId);
+    return { occupied: reply === 1 };
+  }
+
+  async removeSubscription(
+    appId: string,
+    channel: string,
+    socketId: string,
+  ): Promise<{ vacated: boolean }> {
+    const reply = await this.#write(
+      ["S", appId, channel, socketId],
+      "SUBSCRIPTION_REMOVE",
+      appId,
+      channel,
+      socketId,
+    );
+    return { vacated: reply === 1 };
+  }
+
+  async joinPresence(
+    appId: string,
+    channel: string,
+    socketId: string,
+    userId: string,
+    userInfo: unknown,
+    maxMembers: number,
+  ): Promise<JoinResult> {
+    const reply = await this.#write(
+      undefined,
+      "PRESENCE_JOIN",
+      appId,
+      channel,
+      socketId,
+      userId,
+      JSON.stringify(userInfo),
+      maxMembers,
+    ) as (string | number)[];
+    const code = Number(reply[0]);
+    if (code < 0) return { ok: false, reason: "full" };
+    return { ok: true, first: code === 1, members: memberMap(reply, 1) };
+  }
+
+  async leavePresence(
+    appId: string,
+    channel: string,
+    socketId: string,
+    userId: string,
+  ): Promise<{ last: boolean }> {
+    const reply = await this.#write(
+      ["P", appId, channel, socketId, userId],
+      "PRESENCE_LEAVE",
+      appId,
+      channel,
+      socketId,
+      userId,
+    );
+    return { last: reply === 1 };
+  }
+
+  async presenceMembers(appId: string, channel: string): Promise<Map<string, unknown>> {
+    const key = `${this.link.root}:${appId}:pinfo:${channel}`;
+    const flat = await this.link.call((redis) => redis.call("HGETALL", key));
+    return memberMap(toFlatList(flat), 0);
+  }
+
+  async channels(appId: string, prefix = ""): Promise<Map<string, ChannelCounts>> {
+    this.link.assertReady();
+    const reply = await this.link.run("CHANNELS", appId, prefix) as (string | number)[];
+    const channels = new Map<string, ChannelCounts>();
+    for (let i = 0; i + 2 < reply.length; i += 3) {
+      const userCount = Number(reply[i + 2]);
+      channels.set(String(reply[i]), {
+        subscriptionCount: Number(reply[i + 1]),
+        ...(userCount >= 0 ? { userCount } : {}),
+      });
+    }
+    return channels;
+  }
+
+  async signIn(appId: string, userId: string, socketId: string): Promise<{ first: boolean }> {
+    return { first: await this.#write(undefined, "USER_ADD", appId, socketId, userId) === 1 };
+  }
+
+  async signOut(appId: string, userId: string, socketId: string): Promise<{ last: boolean }> {
+    const departure: Departure = ["U", appId, socketId, userId];
+    return { last: await this.#write(departure, "USER_REMOVE", appId, socketId, userId) === 1 };
+  }
+
+  async onlineUsers(appId: string, userIds: readonly string[]): Promise<string[]> {
+    if (userIds.length === 0) return [];
+    return (await this.link.run("USERS_ONLINE", appId, ...userIds) as unknown[]).map(String);
+  }
+
+  async setCache(
+    appId: string,
+    channel: string,
+    event: CachedEvent,
+    ttlSeconds: number,
+  ): Promise<void> {
+    const key = this.#cacheKey(appId, channel);
+    await this.link.call((redis) => redis.set(key, JSON.stringify(event), "EX", ttlSeconds));
+  }
+
+  async getCache(
+    appId: string,
+    channel: string,
+  ): Promise<(CachedEvent & { ttl: number }) | undefined> {
+    const key = this.#cacheKey(appId, channel);
+    const [json, ttlMs] = await this.link.call((redis) =>
+      Promise.all([redis.get(key), redis.pttl(key)])
+    );
+    if (json === null || ttlMs <= 0) return undefined;
+    const { event, data } = JSON.parse(json) as CachedEvent;
+    return { event, data, ttl: Math.ceil(ttlMs / 1000) };
+  }
+
+  #cacheKey(appId: string, channel: string): string {
+    return `${this.link.root}:${appId}:cache:${channel}`;
+  }
+
+  async claimCountAnnouncement(appId: string, channel: string): Promise<CountClaim> {
+    const reply = Number(
+      await this.link.run("COUNT_CLAIM", appId, channel, COUNT_ANNOUNCE_INTERVAL_MS),
+    );
+    if (reply === -1) return { kind: "wait" };
+    if (reply === -2) return { kind: "unchanged" };
+    return { kind: "announce", count: reply };
+  }
+
+  async channel(appId: string, channel: string): Promise<ChannelCounts> {
+    const key = `${this.link.root}:${appId}`;
+    const subscriptionCount = await this.link.call((redis) => redis.scard(`${key}:subs:${channel}`));
+    if (!isPresence(channel)) return { subscriptionCount };
+    return {
+      subscriptionCount,
+      userCount: await this.link.call((redis) => redis.hlen(`${key}:pinfo:${channel}`)),
+    };
+  }
+}
+
+/** HGETALL comes back as a flat list (RESP2, Lua) or a map object (RESP3). */
+function toFlatList(reply: unknown): unknown[] {
+  if (Array.isArray(reply)) return reply;
+  if (reply instanceof Map) return [...reply].flat();
+  if (reply && typeof reply === "object") return Object.entries(reply).flat();
+  return [];
+}
+
+function memberMap(flat: readonly unknown[], from: number): Map<string, unknown> {
+  const members = new Map<string, unknown>();
+  for (let i = from; i + 1 < flat.length; i += 2) {
+    members.set(String(flat[i]), parseInfo(String(flat[i + 1])));
+  }
+  return members;
+}
+
+export function parseInfo(json: string): unknown {
+  try {
+    return JSON.parse(json);
+  } catch {
+    return null;
+  }
+}
