@@ -1,0 +1,160 @@
+// Redis restarted empty (no persistence, the default on Fly) while nodes keep their sockets: each
+// node writes its whole share again within a lease, a presence member who left during the outage
+// is announced as removed exactly once on the other node, a member who tried to join during the
+// outage is told to reconnect (4200) and, once back, is announced as added exactly once, and the
+// HTTP API converges to the truth. The bus grace is longer than the outage, so the sockets that
+// did nothing during it stay connected.
+import { after, before, describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { MAIN, standardApps } from "./helpers/apps.ts";
+import { eventually } from "./helpers/cluster.ts";
+import {
+  type ClusterNode,
+  otherRuntime,
+  runnerRuntime,
+  startNode,
+  stopAllNodes,
+  waitReady,
+} from "./helpers/nodes.ts";
+import {
+  closeRedisClients,
+  randomPrefix,
+  RedisServer,
+  stopAllRedisServers,
+} from "./helpers/redis.ts";
+import { Api, channelAuth } from "./helpers/sign.ts";
+import { delay, until } from "./helpers/wait.ts";
+import { closeAllRawSockets, connectSocket, dataOf, type RawSocket } from "./helpers/ws.ts";
+
+const CHANNEL = "presence-restart";
+
+function join(s: RawSocket, userId: string): Promise<unknown> {
+  const cd = JSON.stringify({ user_id: userId, user_info: { name: userId } });
+  return s.subscribeOk(CHANNEL, {
+    auth: channelAuth(MAIN, s.socketId!, CHANNEL, cd),
+    channel_data: cd,
+  });
+}
+
+/** How many `event` frames for `userId` the socket got, counting from log position `from`. */
+function memberEvents(s: RawSocket, event: string, userId: string, from = 0): number {
+  return s.log.slice(from).filter((f) =>
+    f.event === event && f.channel === CHANNEL &&
+    (dataOf(f) as { user_id?: string }).user_id === userId
+  ).length;
+}
+
+async function users(node: ClusterNode): Promise<string[]> {
+  const res = await new Api(node, MAIN).get(`/channels/${CHANNEL}/users`);
+  if (res.status !== 200) return [`HTTP ${res.status}`];
+  return (res.json as { users: { id: string }[] }).users.map((u) => u.id).sort();
+}
+
+async function connections(node: ClusterNode): Promise<unknown> {
+  const res = await new Api(node, MAIN).get("/connections");
+  return res.status === 200 ? res.json : `HTTP ${res.status}`;
+}
+
+describe(
+  `Redis restarted empty (A=${runnerRuntime}, B=${otherRuntime})`,
+  { timeout: 60000 },
+  () => {
+    let redis: RedisServer;
+    let a: ClusterNode;
+    let b: ClusterNode;
+
+    before(async () => {
+      redis = await RedisServer.start();
+      const common = {
+        redisUrl: redis.url,
+        prefix: randomPrefix("restart"),
+        leaseMs: 2000,
+        config: { apps: standardApps() },
+        env: { CHORUS_REDIS_TIMEOUT_MS: "500", CHORUS_BUS_GRACE_MS: "20000" },
+      };
+      [a, b] = await Promise.all([
+        startNode({ ...common, runtime: runnerRuntime, name: "A" }),
+        startNode({ ...common, runtime: otherRuntime, name: "B" }),
+      ]);
+      await Promise.all([a, b].map((node) => waitReady(node)));
+    });
+    after(async () => {
+      await closeAllRawSockets();
+      await stopAllNodes();
+      await closeRedisClients();
+      await stopAllRedisServers();
+    });
+
+    it("announces who left and who joined meanwhile once each, and converges", {
+      timeout: 45000,
+    }, async () => {
+      const observer = await connectSocket(a.wsUrl(MAIN.key));
+      const stayer = await connectSocket(b.wsUrl(MAIN.key));
+      const leaver = await connectSocket(b.wsUrl(MAIN.key));
+      const joiner = await connectSocket(b.wsUrl(MAIN.key));
+      await join(observer, "observer");
+      await join(stayer, "stayer");
+      await join(leaver, "leaver");
+      await eventually(() => users(a), ["leaver", "observer", "stayer"], "members before");
+
+      const outageStart = observer.log.length;
+      await redis.stopProcess("SIGKILL");
+      await Promise.all([a, b].map((node) => waitReady(node, 503, 10000)));
+      // Leaves while Redis is gone: the leave cannot be written now.
+      await leaver.closeAndWait();
+      // Joins while Redis is gone: the join cannot be written, so the socket is told to reconnect.
+      const cd = JSON.stringify({ user_id: "joiner", user_info: {} });
+      const auth = channelAuth(MAIN, joiner.socketId!, CHANNEL, cd);
+      joiner.send({
+        event: "pusher:subscribe",
+        data: { channel: CHANNEL, auth, channel_data: cd },
+      });
+      const closed = await joiner.closed;
+      assert.equal(closed.code, 4200, "a join that cannot be recorded is told to reconnect");
+      // New sockets are refused while the node cannot reach the cluster.
+      await assert.rejects(connectSocket(b.wsUrl(MAIN.key)));
+      await delay(1000);
+      await redis.startProcess(); // empty: no persistence
+      await Promise.all([a, b].map((node) => waitReady(node, 200, 10000)));
+
+      // Within a lease every node has written its share again.
+      await eventually(
+        () => users(a),
+        ["observer", "stayer"],
+        "members on A after the restart",
+        4000,
+      );
+      await eventually(
+        () => users(b),
+        ["observer", "stayer"],
+        "members on B after the restart",
+        4000,
+      );
+      await eventually(() => connections(a), { connections: 2 }, "connections after the restart");
+      await eventually(() => connections(b), { connections: 2 }, "connections on B");
+      await until(
+        () => memberEvents(observer, "pusher_internal:member_removed", "leaver") > 0,
+        "member_removed for the member who left during the outage",
+        { timeout: 5000 },
+      );
+
+      // The joiner reconnects once Redis is back and is announced as it joins.
+      const back = await connectSocket(b.wsUrl(MAIN.key));
+      await join(back, "joiner");
+      await observer.next(
+        (f) => f.event === "pusher_internal:member_added" && f.channel === CHANNEL,
+        "member_added for the joiner",
+      );
+      await eventually(() => users(a), ["joiner", "observer", "stayer"], "members after the join");
+      // A heartbeat or two later nothing was announced twice.
+      await delay(1500);
+      assert.equal(memberEvents(observer, "pusher_internal:member_removed", "leaver"), 1);
+      assert.equal(memberEvents(observer, "pusher_internal:member_added", "joiner"), 1);
+      const since = (event: string, user: string) =>
+        memberEvents(observer, event, user, outageStart);
+      assert.equal(since("pusher_internal:member_removed", "stayer"), 0, "stayer not removed");
+      assert.equal(since("pusher_internal:member_added", "stayer"), 0, "stayer not added again");
+      assert.ok(observer.isOpen && stayer.isOpen, "sockets that did nothing stayed connected");
+    });
+  },
+);
