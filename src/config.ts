@@ -71,7 +71,12 @@ const FileSchema = v.strictObject({
   drain_ms: v.optional(nonNegativeInt),
   metrics_token: v.optional(nonEmpty),
   metrics_port: v.optional(v.pipe(nonNegativeInt, v.maxValue(65_535))),
-  trust_proxy: v.optional(v.boolean()),
+  /** false, "fly", "xff" or a number of proxy hops that append to X-Forwarded-For. */
+  trust_proxy: v.optional(v.union([
+    v.literal(false),
+    v.picklist(["fly", "xff"]),
+    v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(10)),
+  ], 'must be false, "fly", "xff" or a hop count from 1 to 10')),
   ip_connection_rate: v.optional(v.nullable(positiveInt)),
   socket_buffer_limit: v.optional(positiveInt),
   webhook_batch_ms: v.optional(nonNegativeInt),
@@ -131,14 +136,21 @@ export interface Config {
   metricsToken?: string;
   /** Serve /metrics on this port instead of the main one, if set. */
   metricsPort?: number;
-  /** Take the client address from Fly-Client-IP / X-Forwarded-For (behind a proxy). */
-  trustProxy: boolean;
+  /** Which proxy header names the client address (behind a proxy); never more than one. */
+  trustProxy: TrustProxy;
   /** New sockets per second per client address (HTTP 429 beyond); undefined means no limit. */
   ipConnectionRate?: number;
   /** Bytes a socket may have waiting to be sent before it is closed with 4100. */
   socketBufferLimit: number;
   webhooks: WebhookSettings;
 }
+
+/**
+ * `none`: the peer is the client. `fly`: Fly's proxy sets Fly-Client-IP. `xff`: `hops` proxies of
+ * ours each append the address they saw to X-Forwarded-For, so the entry `hops` from the end is
+ * the client's; entries before it are whatever the client sent.
+ */
+export type TrustProxy = { kind: "none" } | { kind: "fly" } | { kind: "xff"; hops: number };
 
 export class ConfigError extends Error {
   override name = "ConfigError";
@@ -174,7 +186,7 @@ export function loadConfig(env: Env, readFile: (path: string) => string = readTe
     drainMs: optionalInt(env, "CHORUS_DRAIN_MS", file.drain_ms, 0) ?? 10_000,
     metricsToken: env.CHORUS_METRICS_TOKEN || file.metrics_token,
     metricsPort,
-    trustProxy: parseBool(env, "CHORUS_TRUST_PROXY", file.trust_proxy ?? false),
+    trustProxy: parseTrustProxy(env.CHORUS_TRUST_PROXY, file.trust_proxy),
     ipConnectionRate: optionalInt(env, "CHORUS_IP_CONNECTION_RATE", file.ip_connection_rate, 1),
     socketBufferLimit:
       optionalInt(env, "CHORUS_SOCKET_BUFFER_LIMIT", file.socket_buffer_limit, 1) ??
@@ -210,12 +222,24 @@ function optionalInt(
   return value;
 }
 
-function parseBool(env: Env, name: string, fallback: boolean): boolean {
-  const raw = env[name];
-  if (raw === undefined || raw === "") return fallback;
-  if (["1", "true", "yes"].includes(raw)) return true;
-  if (["0", "false", "no"].includes(raw)) return false;
-  throw new ConfigError(`${name}: expected true or false, got "${raw}"`);
+function parseTrustProxy(
+  raw: string | undefined,
+  fileValue: false | string | number | undefined,
+): TrustProxy {
+  const value = raw === undefined || raw === "" ? fileValue ?? false : raw;
+  if (value === false || value === "false" || value === "0" || value === "no") {
+    return { kind: "none" };
+  }
+  if (value === "fly") return { kind: "fly" };
+  if (value === "xff") return { kind: "xff", hops: 1 };
+  const hops = Number(value);
+  if (Number.isInteger(hops) && hops >= 1 && hops <= 10) return { kind: "xff", hops };
+  const hint = value === "true" || value === "1" || value === "yes"
+    ? ' ("true" no longer says which header: "fly" trusts Fly-Client-IP, "xff" X-Forwarded-For)'
+    : "";
+  throw new ConfigError(
+    `CHORUS_TRUST_PROXY: expected false, fly, xff or a hop count from 1 to 10, got "${value}"${hint}`,
+  );
 }
 
 function clusterConfig(env: Env, file: FileConfig["cluster"] = {}): ClusterConfig {
@@ -247,8 +271,7 @@ function clusterConfig(env: Env, file: FileConfig["cluster"] = {}): ClusterConfi
     prefix,
     region: env.CHORUS_REGION || env.FLY_REGION || file.region || "local",
     leaseMs,
-    redisTimeoutMs:
-      optionalInt(env, "CHORUS_REDIS_TIMEOUT_MS", file.redis_timeout_ms, 50) ?? 1_000,
+    redisTimeoutMs: optionalInt(env, "CHORUS_REDIS_TIMEOUT_MS", file.redis_timeout_ms, 50) ?? 1_000,
     busGraceMs: optionalInt(env, "CHORUS_BUS_GRACE_MS", file.bus_grace_ms, 0) ?? 3_000,
     busReconnectSpreadMs:
       optionalInt(env, "CHORUS_BUS_RECONNECT_SPREAD_MS", file.bus_reconnect_spread_ms, 0) ??

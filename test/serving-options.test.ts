@@ -1,5 +1,5 @@
 // Every option that changes how Chorus serves has a delivery test: events still reach sockets with
-// CHORUS_METRICS_PORT (a second listener), CHORUS_TRUST_PROXY (sockets opened through a proxy) and
+// CHORUS_METRICS_PORT (a second listener), CHORUS_TRUST_PROXY=fly|xff (sockets opened through a proxy) and
 // CHORUS_DRAIN_MS (before SIGTERM, and on the next node after the drain). CHORUS_PATH is covered
 // by test/path-prefix.test.ts, the shipped fly.toml config by test/shipped-config.test.ts.
 import { after, before, describe, it } from "node:test";
@@ -95,49 +95,55 @@ describe(`CHORUS_METRICS_PORT: fan-out reaches the sockets (${runnerRuntime})`, 
   });
 });
 
-describe(`CHORUS_TRUST_PROXY=true: sockets opened through a proxy get events (${runnerRuntime})`, {
-  timeout: 60000,
-}, () => {
-  let server: Chorus;
+for (const mode of ["fly", "xff"]) {
+  describe(
+    `CHORUS_TRUST_PROXY=${mode}: sockets opened through a proxy get events (${runnerRuntime})`,
+    {
+      timeout: 60000,
+    },
+    () => {
+      let server: Chorus;
 
-  before(async () => {
-    server = await startChorus({ config: CONFIG, env: { CHORUS_TRUST_PROXY: "true" } });
-  });
-  after(async () => {
-    await closeAllRawSockets();
-    await server?.stop();
-  });
+      before(async () => {
+        server = await startChorus({ config: CONFIG, env: { CHORUS_TRUST_PROXY: mode } });
+      });
+      after(async () => {
+        await closeAllRawSockets();
+        await server?.stop();
+      });
 
-  it("delivers to sockets opened with Fly-Client-IP and X-Forwarded-For", T, async () => {
-    const channel = "trusted-proxy";
-    const viaFly = await connectSocket(server.wsUrl(MAIN.key), {
-      headers: { "Fly-Client-IP": "203.0.113.7" },
-    });
-    const viaForwarded = await connectSocket(server.wsUrl(MAIN.key), {
-      headers: { "X-Forwarded-For": "198.51.100.1, 10.0.0.1" },
-    });
-    await viaFly.subscribeOk(channel);
-    await viaForwarded.subscribeOk(channel);
-    const api = new Api(server, MAIN);
-    const everyone = await api.trigger({ name: "all", channel, data: '{"to":"all"}' });
-    assert.equal(everyone.status, 200, everyone.text);
-    for (const socket of [viaFly, viaForwarded]) {
-      assert.deepEqual(dataOf(await socket.nextEvent("all", channel)), { to: "all" });
-    }
-    const others = await api.trigger({
-      name: "others",
-      channel,
-      data: "{}",
-      socket_id: viaFly.socketId,
-    });
-    assert.equal(others.status, 200, others.text);
-    await viaForwarded.nextEvent("others", channel);
-    // A later event on the same channel arrives after the excluded one would have.
-    await api.trigger({ name: "marker", channel, data: "{}" });
-    await viaFly.nextEvent("marker", channel);
-    assert.equal(viaFly.log.filter((f: Frame) => f.event === "others").length, 0);
-  });
-});
+      it("delivers to sockets opened with Fly-Client-IP and X-Forwarded-For", T, async () => {
+        const channel = "trusted-proxy";
+        const viaFly = await connectSocket(server.wsUrl(MAIN.key), {
+          headers: { "Fly-Client-IP": "203.0.113.7" },
+        });
+        const viaForwarded = await connectSocket(server.wsUrl(MAIN.key), {
+          headers: { "X-Forwarded-For": "198.51.100.1, 10.0.0.1" },
+        });
+        await viaFly.subscribeOk(channel);
+        await viaForwarded.subscribeOk(channel);
+        const api = new Api(server, MAIN);
+        const everyone = await api.trigger({ name: "all", channel, data: '{"to":"all"}' });
+        assert.equal(everyone.status, 200, everyone.text);
+        for (const socket of [viaFly, viaForwarded]) {
+          assert.deepEqual(dataOf(await socket.nextEvent("all", channel)), { to: "all" });
+        }
+        const others = await api.trigger({
+          name: "others",
+          channel,
+          data: "{}",
+          socket_id: viaFly.socketId,
+        });
+        assert.equal(others.status, 200, others.text);
+        await viaForwarded.nextEvent("others", channel);
+        // A later event on the same channel arrives after the excluded one would have.
+        await api.trigger({ name: "marker", channel, data: "{}" });
+        await viaFly.nextEvent("marker", channel);
+        assert.equal(viaFly.log.filter((f: Frame) => f.event === "others").length, 0);
+      });
+    },
+  );
+}
 
 describe(`CHORUS_DRAIN_MS: A=${runnerRuntime} drains to B=${otherRuntime}`, {
   timeout: 90000,

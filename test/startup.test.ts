@@ -112,25 +112,38 @@ describe("startup", { timeout: 120000 }, () => {
       },
       { name: "LOG_LEVEL=loud", env: { LOG_LEVEL: "loud" }, names: /LOG_LEVEL/i },
       { name: "config file that is not JSON", config: "{ not json", names: /./ },
+      {
+        name: "CHORUS_TRUST_PROXY=true (which header?)",
+        env: { CHORUS_TRUST_PROXY: "true" },
+        names: /CHORUS_TRUST_PROXY.*fly.*xff/,
+      },
+      {
+        name: "trust_proxy: 0 hops",
+        config: { trust_proxy: 0 },
+        names: /trust_proxy/,
+      },
+      {
+        name: "CHORUS_REDIS_TIMEOUT_MS=soon",
+        env: { CHORUS_REDIS_TIMEOUT_MS: "soon" },
+        names: /CHORUS_REDIS_TIMEOUT_MS/,
+      },
     ];
     for (const c of cases) {
-      it(`exits non-zero on ${c.name}`, T, async () => {
+      it(`exits with 78 on ${c.name}`, T, async () => {
         const r = await runChorusExpectingExit({ env: c.env, config: c.config });
         assert.equal(r.listened, false, `server started anyway on ${c.name}`);
-        assert.notEqual(r.code, null, "process exited by itself");
-        assert.notEqual(r.code, 0, "exit code is non-zero");
+        assert.equal(r.code, 78, "exits with EX_CONFIG (78), as README says");
         assert.match(r.stderr, c.names, `stderr names the bad key: ${r.stderr}`);
       });
     }
 
-    it("exits non-zero when CHORUS_CONFIG points at a missing file", T, async () => {
+    it("exits with 78 when CHORUS_CONFIG points at a missing file", T, async () => {
       const tmp = writeTempConfig({});
       const missing = `${tmp.path}.missing`;
       tmp.remove();
       const r = await runChorusExpectingExit({ env: { CHORUS_CONFIG: missing } });
       assert.equal(r.listened, false);
-      assert.notEqual(r.code, 0);
-      assert.notEqual(r.code, null);
+      assert.equal(r.code, 78);
       assert.ok(r.stderr.trim().length > 0, "explains on stderr");
     });
   });

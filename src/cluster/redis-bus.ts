@@ -287,7 +287,10 @@ export class RedisBus implements Bus {
     }
     routes.forEach((route, i) => {
       // An event that arrived meanwhile was already compared on the way in.
-      if (route.seq !== before[i] || this.#routes.get(this.channelKey(route.appId, route.channel)) !== route) return;
+      if (
+        route.seq !== before[i] ||
+        this.#routes.get(this.channelKey(route.appId, route.channel)) !== route
+      ) return;
       this.#advance(route, Number(current[i] ?? 0));
     });
   }

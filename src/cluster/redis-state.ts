@@ -184,7 +184,9 @@ export class RedisState implements State {
 
   async channel(appId: string, channel: string): Promise<ChannelCounts> {
     const key = `${this.link.root}:${appId}`;
-    const subscriptionCount = await this.link.call((redis) => redis.scard(`${key}:subs:${channel}`));
+    const subscriptionCount = await this.link.call((redis) =>
+      redis.scard(`${key}:subs:${channel}`)
+    );
     if (!isPresence(channel)) return { subscriptionCount };
     return {
       subscriptionCount,

@@ -23,6 +23,7 @@ import {
   parseJsonBody,
 } from "./events.ts";
 import { verifyRequest } from "./signature.ts";
+import { upgradeRefusal } from "./upgrade.ts";
 
 type Env = { Variables: { app: AppConfig; body: string } };
 
@@ -47,6 +48,8 @@ export function createHttpApp(node: ChorusNode): Hono<Env> {
         return tooManyRequests(c, waitMs, "Too many new connections from this address");
       }
     }
+    const refusal = upgradeRefusal((name) => c.req.header(name));
+    if (refusal) return c.json({ error: refusal.error }, refusal.status, refusal.headers);
     return upgrade(c);
   });
 
@@ -202,13 +205,20 @@ function countRequests(node: ChorusNode): MiddlewareHandler {
   };
 }
 
-/** The client's address: the proxy's header when configured to trust it, else the peer. */
+/**
+ * The client's address: the one header of the configured proxy (never a header the proxy does not
+ * set, which a client could choose), else the peer.
+ */
 function clientAddress(node: ChorusNode, c: Context): string {
-  if (node.config.trustProxy) {
-    // The last X-Forwarded-For entry is the one our proxy added; earlier ones are the client's.
-    const forwarded = c.req.header("fly-client-ip") ??
-      c.req.header("x-forwarded-for")?.split(",").at(-1)?.trim();
-    if (forwarded) return forwarded;
+  const trust = node.config.trustProxy;
+  if (trust.kind === "fly") {
+    const address = c.req.header("fly-client-ip")?.trim();
+    if (address) return address;
+  } else if (trust.kind === "xff") {
+    // Each of our proxies appended the address it saw; earlier entries are the client's own.
+    const entries = c.req.header("x-forwarded-for")?.split(",") ?? [];
+    const address = entries.at(-trust.hops)?.trim();
+    if (entries.length >= trust.hops && address) return address;
   }
   return node.adapter.clientAddress(c);
 }
@@ -257,23 +267,41 @@ function limitBody(): MiddlewareHandler<Env> {
   };
 }
 
+/** Decodes the body strictly: a BOM or invalid UTF-8 is a 400 for the body, never a guess. */
+const UTF8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+
+function decodeBody(bytes: Uint8Array): string {
+  let text: string;
+  try {
+    text = UTF8.decode(bytes);
+  } catch {
+    throw new HttpError(400, "Body is not valid UTF-8");
+  }
+  if (text.startsWith("\uFEFF")) {
+    throw new HttpError(400, "Body starts with a byte order mark: send plain UTF-8 JSON");
+  }
+  return text;
+}
+
 function verifySignature(node: ChorusNode): MiddlewareHandler<Env> {
   return async (c, next) => {
-    const body = c.req.method === "GET" || c.req.method === "HEAD" ? "" : await c.req.text();
+    const bytes = c.req.method === "GET" || c.req.method === "HEAD"
+      ? new Uint8Array()
+      : new Uint8Array(await c.req.arrayBuffer());
     const url = new URL(c.req.url);
     const refusal = verifyRequest(
       {
         method: c.req.method,
         path: url.pathname,
         params: url.searchParams,
-        body,
+        body: bytes,
         routePrefix: node.config.path,
       },
       c.get("app"),
       node.now() / 1000,
     );
     if (refusal) return c.json({ error: refusal }, 401);
-    c.set("body", body);
+    c.set("body", decodeBody(bytes));
     await next();
   };
 }

@@ -31,7 +31,8 @@ export interface SignedRequest {
   /** The path as requested, route prefix included. */
   path: string;
   params: URLSearchParams;
-  body: string;
+  /** The body as received: `body_md5` covers its bytes, before any decoding. */
+  body: string | Uint8Array;
   /** The configured route prefix (CHORUS_PATH), e.g. "/pusher"; "" or absent for none. */
   routePrefix?: string;
 }
