@@ -39,8 +39,11 @@ import type { ChorusNode } from "./node.ts";
 import { errorMessage } from "./log.ts";
 import { TokenBucket } from "./limits.ts";
 
-/** Frames a connection may queue behind a slow asynchronous step before it is cut off. */
-const MAX_QUEUED_FRAMES = 1_000;
+/**
+ * Bytes of frames a connection may queue behind a slow asynchronous step before it is cut off.
+ * A bound on memory, not on a count: pusher-js resubscribes every channel at once on reconnect.
+ */
+const MAX_QUEUED_BYTES = 4 * 1024 * 1024;
 
 interface Subscription {
   channel: LocalChannel<Connection>;
@@ -75,7 +78,10 @@ export class Connection implements SocketSession, Subscriber {
   #socketGone = false;
   #onSocketGone: (() => void) | undefined;
   #counted = false;
+  /** Frames waiting for the step in flight (null: none in flight), and their size. */
   #queue: unknown[] | null = null;
+  #queueHead = 0;
+  #queuedBytes = 0;
   /** Created on the first client event: most sockets never send one. */
   #clientEvents: TokenBucket | undefined;
 
@@ -148,7 +154,8 @@ export class Connection implements SocketSession, Subscriber {
     this.lastSeen = this.node.now();
     this.pingSentAt = 0;
     if (this.#queue) {
-      if (this.#queue.length >= MAX_QUEUED_FRAMES) {
+      this.#queuedBytes += frameSize(data);
+      if (this.#queuedBytes > MAX_QUEUED_BYTES) {
         this.#closeWithError(ErrorCode.OverCapacity, "Too many frames in flight");
         return;
       }
@@ -168,14 +175,19 @@ export class Connection implements SocketSession, Subscriber {
   #drain(): void {
     const queue = this.#queue;
     this.#queue = null;
-    while (queue && queue.length > 0 && !this.#isClosed()) {
-      const step = this.#handle(queue.shift());
+    while (queue && this.#queueHead < queue.length && !this.#isClosed()) {
+      const data = queue[this.#queueHead];
+      queue[this.#queueHead++] = undefined;
+      this.#queuedBytes -= frameSize(data);
+      const step = this.#handle(data);
       if (step) {
         this.#queue = queue; // the rest waits for this step
         this.#run(step);
         return;
       }
     }
+    this.#queueHead = 0;
+    this.#queuedBytes = 0;
   }
 
   /**
@@ -596,4 +608,11 @@ export class Connection implements SocketSession, Subscriber {
       .finally(() => this.node.cleanups.delete(cleanup));
     this.node.cleanups.add(cleanup);
   }
+}
+
+/** What a queued frame holds in memory, about: UTF-16 units of text, bytes of binary. */
+function frameSize(data: unknown): number {
+  if (typeof data === "string") return data.length;
+  if (data instanceof ArrayBuffer || ArrayBuffer.isView(data)) return data.byteLength;
+  return 1_024;
 }
