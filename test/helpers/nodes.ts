@@ -17,7 +17,7 @@ import {
 import { delay, until } from "./wait.ts";
 
 export type Runtime = "bun" | "deno";
-export type Signal = "SIGTERM" | "SIGKILL" | "SIGSTOP" | "SIGCONT";
+export type Signal = "SIGTERM" | "SIGINT" | "SIGKILL" | "SIGSTOP" | "SIGCONT";
 
 /** The runtime running the tests (`bun test` -> bun). */
 export const runnerRuntime: Runtime = isBun ? "bun" : "deno";
