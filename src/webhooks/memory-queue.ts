@@ -1,15 +1,17 @@
-/** The single-node webhook queue: jobs in memory. */
-import type { WebhookJob, WebhookQueue } from "./types.ts";
+/** The single-node webhook queue: jobs in memory, for the life of the process. */
+import type { WebhookJob, WebhookJobStatus, WebhookQueue } from "./types.ts";
 
 /** Dead letters kept for inspection; older ones are dropped. */
 export const MAX_DEAD_LETTERS = 1_000;
 
 export class MemoryWebhookQueue implements WebhookQueue {
+  /** Nothing but the process's end loses a job, so the dispatcher keeps no copies. */
+  readonly mayLoseJobs = false;
   readonly #jobs = new Map<string, { job: WebhookJob; dueAt: number }>();
   readonly deadLetters: { job: WebhookJob; reason: string; at: number }[] = [];
 
   enqueue(job: WebhookJob): Promise<void> {
-    this.#jobs.set(job.id, { job, dueAt: job.firstAt });
+    if (!this.#jobs.has(job.id)) this.#jobs.set(job.id, { job, dueAt: job.firstAt });
     return Promise.resolve();
   }
 
@@ -24,7 +26,7 @@ export class MemoryWebhookQueue implements WebhookQueue {
     return Promise.resolve(claimed);
   }
 
-  complete(job: WebhookJob): Promise<void> {
+  complete(job: WebhookJob, _now: number): Promise<void> {
     this.#jobs.delete(job.id);
     return Promise.resolve();
   }
@@ -43,5 +45,10 @@ export class MemoryWebhookQueue implements WebhookQueue {
 
   deadLetterCount(): Promise<number> {
     return Promise.resolve(this.deadLetters.length);
+  }
+
+  /** Jobs are only ever enqueued here, so one no longer held was sent or dead-lettered. */
+  status(ids: string[]): Promise<WebhookJobStatus[]> {
+    return Promise.resolve(ids.map((id) => this.#jobs.has(id) ? "queued" : "finished"));
   }
 }

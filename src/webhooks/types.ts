@@ -32,13 +32,43 @@ export interface WebhookJob {
   firstAt: number;
 }
 
-/** Durable storage of jobs: memory on one node, Redis in a cluster. */
+/** Where a job stands in the queue: waiting or being sent, done (sent or dead-lettered), unknown. */
+export type WebhookJobStatus = "queued" | "finished" | "missing";
+
+/**
+ * Storage of jobs: memory on one node, Redis in a cluster. Every call may reject (Redis down or
+ * hung past its command timeout); callers treat that as "try again later", never as "drop".
+ */
 export interface WebhookQueue {
+  /**
+   * False when the queue keeps every job it accepted until it is finished (memory). True when it
+   * can lose them (Redis restarted without persistence): the node that queued a job then keeps
+   * a copy until `status` says finished, and queues it again when `status` says missing.
+   */
+  readonly mayLoseJobs: boolean;
+  /**
+   * Adds the job, due at `firstAt`, unless the queue holds it or (if it may lose jobs) finished
+   * it recently: queuing a copy again (after a timed-out call or a lost queue) never resets or
+   * revives it. A queue that cannot lose jobs never refuses one, so it is asked once per job.
+   */
   enqueue(job: WebhookJob): Promise<void>;
   /** Jobs due by `now`, hidden from other claimers for `leaseMs` while they are sent. */
   claim(now: number, leaseMs: number, max: number): Promise<WebhookJob[]>;
-  complete(job: WebhookJob): Promise<void>;
+  /** A receiver accepted the job: it leaves the queue, marked finished. */
+  complete(job: WebhookJob, now: number): Promise<void>;
   retry(job: WebhookJob, dueAt: number): Promise<void>;
+  /** The job is given up on: it moves to the dead-letter list, marked finished. */
   deadLetter(job: WebhookJob, reason: string, now: number): Promise<void>;
   deadLetterCount(): Promise<number>;
+  /**
+   * The status of each id (same order). "finished" is remembered for `FINISHED_RETENTION_MS`; a
+   * queue that cannot lose jobs reports every job it no longer holds as finished.
+   */
+  status(ids: string[]): Promise<WebhookJobStatus[]>;
 }
+
+/**
+ * How long a finished id stays observable: an owner that could not reach the queue for longer
+ * than this may queue a finished job again (sent twice, same id).
+ */
+export const FINISHED_RETENTION_MS = 5 * 60_000;

@@ -159,6 +159,20 @@ export class WebhookReceiver {
     );
   }
 
+  /** The POSTs on `path` carrying each event, keyed by `key(event)` (events it keys undefined are
+   * left out): to check that every event arrived and that its duplicates share one webhook id. */
+  postsByEvent(path: string, key: (e: HookEvent) => string | undefined): Map<string, HookPost[]> {
+    const out = new Map<string, HookPost[]>();
+    for (const { post, event } of this.hits(path)) {
+      const k = key(event);
+      if (k === undefined) continue;
+      const posts = out.get(k) ?? [];
+      if (!out.has(k)) out.set(k, posts);
+      posts.push(post);
+    }
+    return out;
+  }
+
   /** Events on `path` named `name` for `channel`. */
   named(path: string, name: string, channel: string): HookHit[] {
     return this.hits(path, (e) => e.name === name && e.channel === channel);
