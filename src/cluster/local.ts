@@ -31,8 +31,12 @@ interface AppState {
   /** signed-in user id -> socket ids */
   users: Map<string, Set<string>>;
   cache: Map<string, CachedEvent & { expiresAt: number }>;
-  /** channel -> last announced subscription count and when */
-  announced: Map<string, { count: number; at: number }>;
+  /**
+   * channel -> last announced subscription count (undefined once 0 was announced: nothing to
+   * repeat) and when, which holds the next announcement back for a second.
+   */
+  announced: Map<string, { count: number | undefined; at: number }>;
+  claimsSincePrune: number;
 }
 
 export class LocalState implements State {
@@ -50,6 +54,7 @@ export class LocalState implements State {
         users: new Map(),
         cache: new Map(),
         announced: new Map(),
+        claimsSincePrune: 0,
       };
       this.#apps.set(appId, app);
     }
@@ -95,23 +100,40 @@ export class LocalState implements State {
     return Promise.resolve({ event: entry.event, data: entry.data, ttl: Math.ceil(left / 1000) });
   }
 
+  /** The rule of COUNT_CLAIM in src/cluster/redis-scripts.ts; test/cluster-contract.test.ts. */
   claimCountAnnouncement(appId: string, channel: string): Promise<CountClaim> {
     const app = this.#app(appId);
     const count = app.subscriptions.get(channel)?.size ?? 0;
-    const last = app.announced.get(channel);
-    if (last?.count === count) return Promise.resolve({ kind: "unchanged" });
     const now = this.now();
+    this.#forgetOldZeros(app, now);
+    const last = app.announced.get(channel);
+    if (last?.count === count || (last?.count === undefined && count === 0)) {
+      return Promise.resolve({ kind: "unchanged" });
+    }
     if (last && now - last.at < COUNT_ANNOUNCE_INTERVAL_MS) {
       return Promise.resolve({ kind: "wait" });
     }
-    if (count === 0) app.announced.delete(channel);
-    else app.announced.set(channel, { count, at: now });
+    app.announced.set(channel, { count: count === 0 ? undefined : count, at: now });
     return Promise.resolve({ kind: "announce", count });
+  }
+
+  /** Channels announced as empty only hold the next announcement back for a second. */
+  #forgetOldZeros(app: AppState, now: number): void {
+    // Once per as many claims as there are entries: amortised O(1) per claim.
+    if (++app.claimsSincePrune < Math.max(1_000, app.announced.size)) return;
+    app.claimsSincePrune = 0;
+    for (const [channel, last] of app.announced) {
+      if (last.count === undefined && now - last.at >= COUNT_ANNOUNCE_INTERVAL_MS) {
+        app.announced.delete(channel);
+      }
+    }
   }
 
   addConnection(appId: string, socketId: string, max: number | null): Promise<boolean> {
     const { connections } = this.#app(appId);
-    if (max !== null && connections.size >= max) return Promise.resolve(false);
+    if (max !== null && !connections.has(socketId) && connections.size >= max) {
+      return Promise.resolve(false);
+    }
     connections.add(socketId);
     return Promise.resolve(true);
   }

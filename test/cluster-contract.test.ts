@@ -1,0 +1,152 @@
+// One set of rules for the cluster state: the same cases run against the local driver
+// (src/cluster/local.ts, one process) and the Redis driver (src/cluster/redis-state.ts, Lua in
+// src/cluster/redis-scripts.ts), so the two cannot drift apart. Each driver gets a fresh
+// namespace; the count-announcement lock is expired by a driver hook (a fake clock for local,
+// deleting the lock key for Redis) instead of waiting a second.
+import { after, describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { Redis } from "ioredis";
+import { LocalState } from "../src/cluster/local.ts";
+import { RedisLink } from "../src/cluster/redis-link.ts";
+import { RedisState } from "../src/cluster/redis-state.ts";
+import type { State } from "../src/cluster/types.ts";
+import { deleteKeys, randomPrefix, REDIS_URL } from "./helpers/redis.ts";
+
+interface Driver {
+  name: string;
+  state: State;
+  /** Lets the next count announcement of `channel` through (the once-a-second lock ran out). */
+  expireCountLock(appId: string, channel: string): Promise<void>;
+  dispose(): Promise<void>;
+}
+
+function localDriver(): Driver {
+  let clock = 1_000_000;
+  return {
+    name: "local",
+    state: new LocalState(() => clock),
+    expireCountLock: () => {
+      clock += 1_000;
+      return Promise.resolve();
+    },
+    dispose: () => Promise.resolve(),
+  };
+}
+
+function redisDriver(): Driver {
+  const prefix = randomPrefix("contract");
+  const root = `chorus:${prefix}`;
+  const commands = new Redis(REDIS_URL, { commandTimeout: 2000 });
+  const link = new RedisLink(root, "contract-node", commands);
+  return {
+    name: "redis",
+    state: new RedisState(link, () => {}),
+    expireCountLock: async (appId, channel) => {
+      await commands.del(`${root}:${appId}:countlock:${channel}`);
+    },
+    dispose: async () => {
+      await deleteKeys(commands, prefix);
+      commands.disconnect();
+    },
+  };
+}
+
+const T = { timeout: 10000 };
+
+for (const make of [localDriver, redisDriver]) {
+  const driver = make();
+  const { state } = driver;
+  const app = "contract";
+
+  describe(`cluster state contract: ${driver.name} driver`, { timeout: 30000 }, () => {
+    after(() => driver.dispose());
+
+    it("connections: counted once, capped by max, removed", T, async () => {
+      assert.equal(await state.addConnection(app, "1.1", 2), true);
+      assert.equal(await state.addConnection(app, "1.1", 2), true, "the same socket again");
+      assert.equal(await state.addConnection(app, "1.2", 2), true);
+      assert.equal(await state.addConnection(app, "1.3", 2), false, "over max");
+      assert.equal(await state.addConnection(app, "1.2", 2), true, "at max, a counted socket");
+      assert.equal(await state.connectionCount(app), 2);
+      await state.removeConnection(app, "1.2");
+      assert.equal(await state.addConnection(app, "1.3", 2), true, "room again");
+      assert.equal(await state.connectionCount(app), 2);
+    });
+
+    it("subscriptions: occupied on the first, vacated on the last", T, async () => {
+      assert.deepEqual(await state.addSubscription(app, "news", "2.1"), { occupied: true });
+      assert.deepEqual(await state.addSubscription(app, "news", "2.2"), { occupied: false });
+      assert.deepEqual(await state.channel(app, "news"), { subscriptionCount: 2 });
+      assert.deepEqual(await state.removeSubscription(app, "news", "2.1"), { vacated: false });
+      assert.deepEqual(await state.removeSubscription(app, "news", "2.2"), { vacated: true });
+      assert.deepEqual(await state.channel(app, "news"), { subscriptionCount: 0 });
+    });
+
+    it("presence: one member per user, first and last, full channel refused", T, async () => {
+      const ch = "presence-room";
+      const one = await state.joinPresence(app, ch, "3.1", "u1", { n: 1 }, 2);
+      assert.ok(one.ok && one.first);
+      const again = await state.joinPresence(app, ch, "3.2", "u1", { n: 1 }, 2);
+      assert.ok(again.ok && !again.first, "a second socket of the same user");
+      const two = await state.joinPresence(app, ch, "3.3", "u2", { n: 2 }, 2);
+      assert.ok(two.ok && two.first);
+      assert.deepEqual(await state.joinPresence(app, ch, "3.4", "u3", {}, 2), {
+        ok: false,
+        reason: "full",
+      });
+      assert.deepEqual(
+        [...(await state.presenceMembers(app, ch))].sort(),
+        [["u1", { n: 1 }], ["u2", { n: 2 }]],
+      );
+      assert.deepEqual(await state.leavePresence(app, ch, "3.1", "u1"), { last: false });
+      assert.deepEqual(await state.leavePresence(app, ch, "3.2", "u1"), { last: true });
+      assert.deepEqual([...(await state.presenceMembers(app, ch)).keys()], ["u2"]);
+    });
+
+    it("sign-in: online on the first socket, offline after the last", T, async () => {
+      assert.deepEqual(await state.signIn(app, "w1", "4.1"), { first: true });
+      assert.deepEqual(await state.signIn(app, "w1", "4.2"), { first: false });
+      assert.deepEqual(await state.onlineUsers(app, ["w1", "w2"]), ["w1"]);
+      assert.deepEqual(await state.signOut(app, "w1", "4.1"), { last: false });
+      assert.deepEqual(await state.signOut(app, "w1", "4.2"), { last: true });
+      assert.deepEqual(await state.onlineUsers(app, ["w1"]), []);
+    });
+
+    it("cache: the last event with its remaining TTL", T, async () => {
+      assert.equal(await state.getCache(app, "cache-x"), undefined);
+      await state.setCache(app, "cache-x", { event: "e", data: "{}" }, 60);
+      assert.deepEqual(await state.getCache(app, "cache-x"), { event: "e", data: "{}", ttl: 60 });
+    });
+
+    it("channels: occupied ones, filtered by prefix, with counts", T, async () => {
+      await state.addSubscription(app, "list-a", "5.1");
+      await state.addSubscription(app, "presence-list", "5.2");
+      await state.joinPresence(app, "presence-list", "5.2", "p1", {}, 10);
+      const listed = await state.channels(app, "presence-list");
+      assert.deepEqual([...listed], [["presence-list", { subscriptionCount: 1, userCount: 1 }]]);
+      assert.ok((await state.channels(app)).has("list-a"));
+    });
+
+    it("count announcements: once a second, not repeated, 0 only after a count", T, async () => {
+      const ch = "counted";
+      // Nothing was ever announced and nobody is there: nothing to say.
+      assert.deepEqual(await state.claimCountAnnouncement(app, ch), { kind: "unchanged" });
+      await state.addSubscription(app, ch, "6.1");
+      assert.deepEqual(await state.claimCountAnnouncement(app, ch), { kind: "announce", count: 1 });
+      assert.deepEqual(await state.claimCountAnnouncement(app, ch), { kind: "unchanged" });
+      await state.addSubscription(app, ch, "6.2");
+      assert.deepEqual(await state.claimCountAnnouncement(app, ch), { kind: "wait" });
+      await driver.expireCountLock(app, ch);
+      assert.deepEqual(await state.claimCountAnnouncement(app, ch), { kind: "announce", count: 2 });
+      await state.removeSubscription(app, ch, "6.1");
+      await state.removeSubscription(app, ch, "6.2");
+      // The once-a-second record survives the channel emptying.
+      assert.deepEqual(await state.claimCountAnnouncement(app, ch), { kind: "wait" });
+      await driver.expireCountLock(app, ch);
+      assert.deepEqual(await state.claimCountAnnouncement(app, ch), { kind: "announce", count: 0 });
+      assert.deepEqual(await state.claimCountAnnouncement(app, ch), { kind: "unchanged" });
+      await state.addSubscription(app, ch, "6.3");
+      assert.deepEqual(await state.claimCountAnnouncement(app, ch), { kind: "wait" });
+    });
+  });
+}
