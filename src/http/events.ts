@@ -6,6 +6,7 @@ import { Buffer } from "node:buffer";
 import * as v from "valibot";
 import { channelType } from "../channels/kinds.ts";
 import type { AppConfig } from "../config.ts";
+import { HttpError } from "./errors.ts";
 
 export const MAX_CHANNELS_PER_EVENT = 100;
 export const MAX_BATCH_SIZE = 10;
@@ -61,12 +62,6 @@ export interface OutgoingEvent {
   data: string;
   socketId?: string;
   info: Set<InfoField>;
-}
-
-export class HttpError extends Error {
-  constructor(readonly status: 400 | 401 | 403 | 404 | 405 | 413 | 429 | 503, message: string) {
-    super(message);
-  }
 }
 
 export function parseJsonBody(body: string): unknown {

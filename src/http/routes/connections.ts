@@ -1,0 +1,11 @@
+/** GET /apps/{id}/connections: open sockets cluster-wide (Laravel Pulse reads it). */
+import type { RouteFactory } from "../route.ts";
+
+export const connections: RouteFactory = (node) => ({
+  method: "GET",
+  path: "/apps/:appId/connections",
+  signed: true,
+  async handle(c) {
+    return c.json({ connections: await node.cluster.state.connectionCount(c.get("app").id) });
+  },
+});
