@@ -1,7 +1,12 @@
 /** The checks a socket passes when it opens (protocol.md §1), before quota. */
 import type { AppConfig } from "./config.ts";
-import type { Refusal } from "./connection.ts";
 import { ErrorCode } from "./protocol/codes.ts";
+
+/** A refusal decided before the socket opened; sent as pusher:error + close with the code. */
+export interface Refusal {
+  code: number;
+  message: string;
+}
 
 export interface OpenRequest {
   appKey: string;

@@ -6,7 +6,10 @@
  */
 import { readFileSync } from "node:fs";
 import * as v from "valibot";
-import type { WebhookSettings } from "./webhooks/dispatcher.ts";
+import type { LogLevel } from "./log.ts";
+import type { WebhookSettings } from "./webhooks/types.ts";
+
+export type { LogLevel };
 import { mergeEnv, type Shape } from "./config/env.ts";
 import { type AppConfig, AppSchema, type ConfigOutput, ConfigSchema } from "./config/schema.ts";
 
@@ -30,8 +33,6 @@ export interface ClusterConfig {
   /** Those reconnects (4200) are spread over this window so other nodes are not stampeded. */
   busReconnectSpreadMs: number;
 }
-
-export type LogLevel = "debug" | "info" | "warn" | "error";
 
 export interface Config {
   host: string;

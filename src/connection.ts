@@ -4,6 +4,7 @@
  * queued so that each connection's frames are handled strictly in order.
  */
 import { Buffer } from "node:buffer";
+import type { Refusal } from "./admission.ts";
 import type { AppConfig } from "./config.ts";
 import { verifySocketAuth } from "./auth.ts";
 import { userControlChannel, watchersChannel } from "./channels/internal.ts";
@@ -51,12 +52,6 @@ interface Subscription {
   /** Presence user id this socket joined as, with its user_info. */
   userId?: string;
   userInfo?: unknown;
-}
-
-/** A refusal decided before the socket opened; sent as pusher:error + close with the code. */
-export interface Refusal {
-  code: number;
-  message: string;
 }
 
 type Step = Promise<void> | undefined;

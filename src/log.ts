@@ -1,5 +1,5 @@
 /** Structured logs: one JSON line per notable event on stdout (errors on stderr). */
-import type { LogLevel } from "./config.ts";
+export type LogLevel = "debug" | "info" | "warn" | "error";
 
 const RANK: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40 };
 

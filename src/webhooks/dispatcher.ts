@@ -11,19 +11,7 @@ import type { AppConfig } from "../config.ts";
 import { errorMessage, type Logger } from "../log.ts";
 import type { Metrics } from "../metrics.ts";
 import { MAX_OWNED_JOBS, OwnedJobs } from "./owned.ts";
-import type { WebhookEvent, WebhookJob, WebhookQueue } from "./types.ts";
-
-export interface WebhookSettings {
-  /** How long events gather before a batch is queued. */
-  batchMs: number;
-  /** Most events in one POST. */
-  batchSize: number;
-  /** First retry delay; doubles per attempt up to a minute. */
-  retryBaseMs: number;
-  /** After this long since first queued, a failing job goes to the dead-letter list. */
-  retryHorizonMs: number;
-  timeoutMs: number;
-}
+import type { WebhookEvent, WebhookJob, WebhookQueue, WebhookSettings } from "./types.ts";
 
 type WebhookConfig = AppConfig["webhooks"][number];
 

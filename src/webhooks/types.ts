@@ -72,3 +72,15 @@ export interface WebhookQueue {
  * than this may queue a finished job again (sent twice, same id).
  */
 export const FINISHED_RETENTION_MS = 5 * 60_000;
+
+export interface WebhookSettings {
+  /** How long events gather before a batch is queued. */
+  batchMs: number;
+  /** Most events in one POST. */
+  batchSize: number;
+  /** First retry delay; doubles per attempt up to a minute. */
+  retryBaseMs: number;
+  /** After this long since first queued, a failing job goes to the dead-letter list. */
+  retryHorizonMs: number;
+  timeoutMs: number;
+}
