@@ -7,6 +7,7 @@ import { after, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { Redis } from "ioredis";
 import { LocalState } from "../src/cluster/local.ts";
+import { RedisKeys } from "../src/cluster/keys.ts";
 import { RedisLink } from "../src/cluster/redis-link.ts";
 import { RedisState } from "../src/cluster/redis-state.ts";
 import type { State } from "../src/cluster/types.ts";
@@ -35,14 +36,14 @@ function localDriver(): Driver {
 
 function redisDriver(): Driver {
   const prefix = randomPrefix("contract");
-  const root = `chorus:${prefix}`;
+  const keys = new RedisKeys(prefix);
   const commands = new Redis(REDIS_URL, { commandTimeout: 2000 });
-  const link = new RedisLink(root, "contract-node", commands);
+  const link = new RedisLink(keys, "contract-node", commands);
   return {
     name: "redis",
     state: new RedisState(link, () => {}),
     expireCountLock: async (appId, channel) => {
-      await commands.del(`${root}:${appId}:countlock:${channel}`);
+      await commands.del(keys.countLock(appId, channel));
     },
     dispose: async () => {
       await deleteKeys(commands, prefix);

@@ -52,7 +52,7 @@ export class RedisBus implements Bus {
     readonly log: Logger,
   ) {
     this.#ownPrefix = `${link.nodeId}\n`;
-    this.probeKey = `${link.root}:probe:${link.nodeId}`;
+    this.probeKey = link.keys.probe(link.nodeId);
     subscriber.on("message", (redisChannel: string, message: string) => {
       if (redisChannel === this.probeKey) this.#probeHeardAt = Date.now();
       else this.#receive(redisChannel, message);
@@ -83,7 +83,7 @@ export class RedisBus implements Bus {
   }
 
   channelKey(appId: string, channel: string): string {
-    return `${this.link.root}:${appId}:ev:${channel}`;
+    return this.link.keys.events(appId, channel);
   }
 
   async publish(
@@ -179,7 +179,7 @@ export class RedisBus implements Bus {
   listen(appId: string, channel: string): Promise<void> {
     const key = this.channelKey(appId, channel);
     if (!this.#routes.has(key)) {
-      const seqKey = `${this.link.root}:${appId}:seq:${channel}`;
+      const seqKey = this.link.keys.sequence(appId, channel);
       this.#routes.set(key, { appId, channel, seqKey, seq: undefined });
     }
     if (this.#toUnsubscribe.delete(key)) return this.#active.get(key) ?? Promise.resolve();

@@ -5,6 +5,7 @@
  */
 import type { Redis, RedisOptions } from "ioredis";
 import { errorMessage } from "../log.ts";
+import type { RedisKeys } from "./keys.ts";
 import * as scripts from "./redis-scripts.ts";
 import { ClusterUnavailable } from "./types.ts";
 
@@ -35,8 +36,8 @@ export class RedisLink {
   readonly #shas = new Map<ScriptName, string>();
 
   constructor(
-    /** `chorus:{prefix}`: every key and channel starts with it. */
-    readonly root: string,
+    /** Every key and channel name (src/cluster/keys.ts). */
+    readonly keys: RedisKeys,
     readonly nodeId: string,
     /** State commands; queues while reconnecting, each command bounded by `commandTimeout`. */
     readonly commands: Redis,
@@ -56,7 +57,7 @@ export class RedisLink {
     name: ScriptName,
     ...args: (string | number)[]
   ): Promise<unknown> {
-    const argv = [this.root, this.nodeId, ...args];
+    const argv = [this.keys.root, this.nodeId, ...args];
     try {
       const sha = this.#shas.get(name);
       if (sha) {

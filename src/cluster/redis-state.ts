@@ -45,7 +45,8 @@ export class RedisState implements State {
   }
 
   async connectionCount(appId: string): Promise<number> {
-    return await this.link.call((redis) => redis.scard(`${this.link.root}:${appId}:conns`));
+    const key = this.link.keys.connections(appId);
+    return await this.link.call((redis) => redis.scard(key));
   }
 
   async addSubscription(
@@ -113,7 +114,7 @@ export class RedisState implements State {
   }
 
   async presenceMembers(appId: string, channel: string): Promise<Map<string, unknown>> {
-    const key = `${this.link.root}:${appId}:pinfo:${channel}`;
+    const key = this.link.keys.members(appId, channel);
     const flat = await this.link.call((redis) => redis.call("HGETALL", key));
     return memberMap(toFlatList(flat), 0);
   }
@@ -170,7 +171,7 @@ export class RedisState implements State {
   }
 
   #cacheKey(appId: string, channel: string): string {
-    return `${this.link.root}:${appId}:cache:${channel}`;
+    return this.link.keys.cache(appId, channel);
   }
 
   async claimCountAnnouncement(appId: string, channel: string): Promise<CountClaim> {
@@ -183,15 +184,12 @@ export class RedisState implements State {
   }
 
   async channel(appId: string, channel: string): Promise<ChannelCounts> {
-    const key = `${this.link.root}:${appId}`;
-    const subscriptionCount = await this.link.call((redis) =>
-      redis.scard(`${key}:subs:${channel}`)
-    );
+    const { keys } = this.link;
+    const subscriptions = keys.subscriptions(appId, channel);
+    const subscriptionCount = await this.link.call((redis) => redis.scard(subscriptions));
     if (!isPresence(channel)) return { subscriptionCount };
-    return {
-      subscriptionCount,
-      userCount: await this.link.call((redis) => redis.hlen(`${key}:pinfo:${channel}`)),
-    };
+    const members = keys.members(appId, channel);
+    return { subscriptionCount, userCount: await this.link.call((redis) => redis.hlen(members)) };
   }
 }
 

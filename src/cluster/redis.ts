@@ -13,6 +13,7 @@ import { errorMessage, type Logger } from "../log.ts";
 import { Metrics } from "../metrics.ts";
 import { RedisWebhookQueue } from "../webhooks/redis-queue.ts";
 import { PROBE_INTERVAL_MS, RedisBus } from "./redis-bus.ts";
+import { RedisKeys } from "./keys.ts";
 import { connectionOptions, RedisLink } from "./redis-link.ts";
 import { type Departure, parseInfo, RedisState } from "./redis-state.ts";
 import type { Cluster, ClusterChange, ClusterHost } from "./types.ts";
@@ -71,7 +72,7 @@ export class RedisCluster implements Cluster {
     const url = config.redisUrl!;
     const timeout = config.redisTimeoutMs;
     const commands = new Redis(url, connectionOptions(timeout, { maxRetriesPerRequest: null }));
-    this.link = new RedisLink(`chorus:${config.prefix}`, nodeId, commands);
+    this.link = new RedisLink(new RedisKeys(config.prefix), nodeId, commands);
     const publisher = new Redis(
       url,
       connectionOptions(timeout, { enableOfflineQueue: false, maxRetriesPerRequest: 0 }),
@@ -83,7 +84,7 @@ export class RedisCluster implements Cluster {
     );
     this.bus = new RedisBus(this.link, publisher, subscriber, this.metrics, log);
     this.state = new RedisState(this.link, (departure) => this.#writeFailed(departure));
-    this.webhooks = new RedisWebhookQueue(commands, this.link.root);
+    this.webhooks = new RedisWebhookQueue(commands, this.link.keys);
   }
 
   get #connections(): Redis[] {

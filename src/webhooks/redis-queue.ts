@@ -7,6 +7,7 @@
  */
 import type { Redis } from "ioredis";
 import { MAX_DEAD_LETTERS } from "./memory-queue.ts";
+import type { RedisKeys } from "../cluster/keys.ts";
 import {
   FINISHED_RETENTION_MS,
   type WebhookJob,
@@ -68,11 +69,11 @@ export class RedisWebhookQueue implements WebhookQueue {
   readonly #dead: string;
   readonly #finished: string;
 
-  constructor(readonly redis: Redis, root: string) {
-    this.#jobs = `${root}:webhooks:jobs`;
-    this.#due = `${root}:webhooks:due`;
-    this.#dead = `${root}:webhooks:dead`;
-    this.#finished = `${root}:webhooks:done`;
+  constructor(readonly redis: Redis, keys: RedisKeys) {
+    this.#jobs = keys.webhooks("jobs");
+    this.#due = keys.webhooks("due");
+    this.#dead = keys.webhooks("dead");
+    this.#finished = keys.webhooks("done");
   }
 
   async enqueue(job: WebhookJob): Promise<void> {
