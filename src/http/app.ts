@@ -13,25 +13,20 @@ import { routeTable } from "./routes/index.ts";
 
 export { metricsHandler } from "./routes/index.ts";
 
-const METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"];
-
 export function createHttpApp(node: ChorusNode): Hono<HttpEnv> {
   const root = new Hono<HttpEnv>();
   const app = node.config.path ? root.basePath(node.config.path) : root;
   root.use(countRequests(node.metrics));
 
   const signed = signedApi(node);
-  const methodsByPath = new Map<string, Set<string>>();
+  const paths = new Set<string>();
   for (const route of routeTable(node)) {
     if (route.signed) app.on(route.method, route.path, signed, route.handle);
     else app.on(route.method, route.path, route.handle);
-    const methods = methodsByPath.get(route.path) ?? new Set();
-    methodsByPath.set(route.path, methods.add(route.method));
+    paths.add(route.path);
   }
-  for (const [path, methods] of methodsByPath) {
-    const others = METHODS.filter((method) => !methods.has(method));
-    app.on(others, path, methodNotAllowed);
-  }
+  // Registered last, so only methods no route of the path takes (OPTIONS too) reach it.
+  for (const path of paths) app.all(path, methodNotAllowed);
 
   root.notFound(notFound);
   root.onError((error, c) => errorResponse(error, c, node.log));
