@@ -6,16 +6,18 @@
 import type { Server, ServerWebSocket, WebSocketHandler } from "bun";
 // hono/bun's helpers are marked deprecated in favour of @hono/bun, which is not published yet.
 import { getBunServer, getConnInfo } from "hono/bun";
-import type {
-  HttpApp,
-  ListenOptions,
-  RunningServer,
-  RuntimeAdapter,
-  ServeOptions,
-  SocketHandle,
-  SocketServer,
-  SocketSession,
-  Subscriber,
+import {
+  CLOSE_DEADLINE_MS,
+  HEADER_TIMEOUT_MS,
+  type HttpApp,
+  type ListenOptions,
+  type RunningServer,
+  type RuntimeAdapter,
+  type ServeOptions,
+  type SocketHandle,
+  type SocketServer,
+  type SocketSession,
+  type Subscriber,
 } from "../src/runtime.ts";
 
 const OPEN = 1;
@@ -23,6 +25,7 @@ const HARD_CAP_FACTOR = 16;
 
 interface SocketData {
   session: SocketSession;
+  socket?: BunSocket;
 }
 
 class BunSocket implements SocketHandle {
@@ -32,8 +35,12 @@ class BunSocket implements SocketHandle {
     this.raw.send(frame);
   }
 
+  /** Set once Chorus closed the socket: tears it down if the peer never answers. */
+  deadline: ReturnType<typeof setTimeout> | undefined;
+
   close(code: number, reason: string): void {
     this.raw.close(code, reason);
+    this.deadline ??= setTimeout(() => this.raw.terminate(), CLOSE_DEADLINE_MS);
   }
 
   subscribe(topic: string): void {
@@ -52,13 +59,15 @@ class BunSocket implements SocketHandle {
 
 const handlers: WebSocketHandler<SocketData> = {
   open(ws) {
-    ws.data.session.open(new BunSocket(ws));
+    ws.data.socket = new BunSocket(ws);
+    ws.data.session.open(ws.data.socket);
   },
   message(ws, message) {
     // Text arrives as a string, binary as a Buffer (refused by the core with 4200).
     ws.data.session.message(message);
   },
   close(ws, code) {
+    clearTimeout(ws.data.socket?.deadline);
     ws.data.session.close(code);
   },
 };
@@ -92,6 +101,8 @@ export function createBunAdapter(): RuntimeAdapter {
         hostname: options.hostname,
         port: options.port,
         fetch: app.fetch,
+        // Seconds an HTTP connection may stay silent (headers not finished, idle keep-alive).
+        idleTimeout: HEADER_TIMEOUT_MS / 1000,
         websocket: {
           ...handlers,
           maxPayloadLength: options.maxPayloadLength,

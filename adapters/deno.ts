@@ -1,21 +1,103 @@
 /** Deno runtime adapter: Deno.serve + hono/deno; fan-out walks the channel's subscriber set. */
 // hono/deno's helpers are marked deprecated in favour of @hono/deno, which is not published yet.
 import { getConnInfo, upgradeWebSocket } from "hono/deno";
-import type {
-  HttpApp,
-  ListenOptions,
-  RunningServer,
-  RuntimeAdapter,
-  ServeOptions,
-  SocketHandle,
-  SocketServer,
-  SocketSession,
-  Subscriber,
+import {
+  type AcceptErrorReason,
+  CLOSE_DEADLINE_MS,
+  type HttpApp,
+  type ListenOptions,
+  type RunningServer,
+  type RuntimeAdapter,
+  type ServeOptions,
+  type SocketHandle,
+  type SocketServer,
+  type SocketSession,
+  type Subscriber,
 } from "../src/runtime.ts";
 
+interface DenoInternals {
+  core?: { tryClose?(rid: number): void };
+}
+
+/** Deno's internal namespace (`Deno[Deno.internal]`), when this Deno has one. */
+function denoInternals(): DenoInternals | undefined {
+  const deno = Deno as unknown as { internal?: symbol } & Record<symbol, unknown>;
+  const internal = deno.internal === undefined ? undefined : deno[deno.internal];
+  return typeof internal === "object" && internal !== null ? internal as DenoInternals : undefined;
+}
+
+interface ListenBounds extends ListenOptions {
+  onAcceptError?(reason: AcceptErrorReason, error: unknown): void;
+}
+
+/** How long to wait before listening again after the accept loop failed. */
+const RELISTEN_MS = 1_000;
+
+/**
+ * Deno.serve, its accept loop's failure reported and the listener opened again. Deno.serve's loop
+ * ends with an uncaught "Too many open files" at the descriptor limit (the node used to die of it);
+ * here the failure is logged and counted, upgraded sockets keep being served, and the same port is
+ * listened on again once a descriptor is free. (Our own accept loop over Deno's internal
+ * per-connection server, `serveHttpOnConnection`, was measured: it closes every WebSocket upgraded
+ * on a connection as soon as that connection's HTTP side ends, so it cannot be used.)
+ */
+function listen(app: HttpApp, options: ListenBounds): Promise<RunningServer> {
+  let stopped = false;
+  let current: Deno.HttpServer | undefined;
+  const start = (port: number, onListen: (port: number) => void) => {
+    const server = Deno.serve({
+      hostname: options.hostname,
+      port,
+      onListen: (addr) => onListen(addr.port),
+    }, (request, info) => app.fetch(request, info));
+    current = server;
+    server.finished.catch((error) => {
+      if (stopped) return;
+      options.onAcceptError?.("accept", error);
+      const retry = () => {
+        if (stopped) return;
+        try {
+          start(server.addr.port, () => {});
+        } catch (error) {
+          options.onAcceptError?.("accept", error);
+          setTimeout(retry, RELISTEN_MS);
+        }
+      };
+      setTimeout(retry, RELISTEN_MS);
+    });
+  };
+  return new Promise((resolve) => {
+    start(options.port, (port) =>
+      resolve({
+        port,
+        async stop() {
+          stopped = true;
+          await current?.shutdown();
+        },
+      }));
+  });
+}
+
 const OPEN = 1;
+const CLOSED = 3;
+
+/**
+ * Drops a WebSocket's connection at once. Deno's close() sends the close frame and then waits
+ * for the peer's forever; the resource id (a private symbol on the object) is closed instead,
+ * which makes Deno fire `close` and free the descriptor.
+ */
+function teardown(ws: WebSocket): void {
+  if (ws.readyState === CLOSED) return;
+  const ridKey = Object.getOwnPropertySymbols(ws).find((key) => key.description === "[[rid]]");
+  const rid = ridKey === undefined ? undefined : (ws as unknown as Record<symbol, unknown>)[ridKey];
+  const tryClose = denoInternals()?.core?.tryClose;
+  if (typeof rid === "number" && tryClose) tryClose(rid);
+}
 
 class DenoSocket implements SocketHandle {
+  /** Set once Chorus closed the socket: tears it down if the peer never answers. */
+  deadline: ReturnType<typeof setTimeout> | undefined;
+
   constructor(readonly raw: WebSocket) {}
 
   send(frame: string): void {
@@ -24,6 +106,7 @@ class DenoSocket implements SocketHandle {
 
   close(code: number, reason: string): void {
     this.raw.close(code, reason);
+    this.deadline ??= setTimeout(() => teardown(this.raw), CLOSE_DEADLINE_MS);
   }
 
   subscribe(): void {}
@@ -50,43 +133,30 @@ function sendToEach(
   return overBudget;
 }
 
-/** Deno.serve, resolved once it listens (port 0 picks a free port). */
-function listen(app: HttpApp, options: ListenOptions): Promise<RunningServer> {
-  return new Promise((resolve) => {
-    const server = Deno.serve({
-      hostname: options.hostname,
-      port: options.port,
-      onListen: ({ port }) =>
-        resolve({
-          port,
-          async stop() {
-            await server.shutdown();
-          },
-        }),
-    }, app.fetch);
-  });
-}
-
 export function createDenoAdapter(): RuntimeAdapter {
   return {
     name: "deno",
 
     websocket(accept) {
-      return upgradeWebSocket((c) => {
+      const upgrade = upgradeWebSocket((c) => {
         const session: SocketSession = accept(c);
+        let socket: DenoSocket | undefined;
         return {
           onOpen(_event, ws) {
-            session.open(new DenoSocket(ws.raw as WebSocket));
+            socket = new DenoSocket(ws.raw as WebSocket);
+            session.open(socket);
           },
           onMessage(event) {
             session.message(event.data);
           },
           onClose(event) {
+            clearTimeout(socket?.deadline);
             session.close(event.code);
           },
         };
         // Liveness is Pusher's activity_timeout, done by the core; Deno's own pings are off.
       }, { idleTimeout: 0 }) as ReturnType<RuntimeAdapter["websocket"]>;
+      return upgrade;
     },
 
     clientAddress(c) {

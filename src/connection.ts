@@ -149,6 +149,8 @@ export class Connection implements SocketSession, Subscriber {
     this.lastSeen = this.node.now();
     this.pingSentAt = 0;
     if (this.#queue) {
+      // An oversized frame is not kept while it waits its turn: a marker closes with 1009 then.
+      if (this.#tooBig(data)) data = OVERSIZED;
       this.#queuedBytes += frameSize(data);
       if (this.#queuedBytes > MAX_QUEUED_BYTES) {
         this.#closeWithError(ErrorCode.OverCapacity, "Too many frames in flight");
@@ -197,15 +199,25 @@ export class Connection implements SocketSession, Subscriber {
     this.#closeWithError(ErrorCode.GenericReconnect, "Cluster state unavailable; reconnect");
   }
 
+  /**
+   * Over `max_message_size`, text or binary. Deno hands over whole frames of any size (Bun stops
+   * at maxPayloadLength itself), so this is the limit there. A UTF-16 unit is at most 3 bytes:
+   * the cheap bound first.
+   */
+  #tooBig(data: unknown): boolean {
+    const max = this.app!.max_message_size;
+    if (typeof data === "string") return data.length * 3 > max && Buffer.byteLength(data) > max;
+    return frameSize(data) > max;
+  }
+
   #handle(data: unknown): Step {
     const app = this.app!;
-    if (typeof data !== "string") {
-      this.#sendError(ErrorCode.GenericReconnect, "Binary frames are not supported");
+    if (data === OVERSIZED || this.#tooBig(data)) {
+      this.#close(CLOSE_MESSAGE_TOO_BIG, "Message too big");
       return;
     }
-    // Cheap upper bound first: a UTF-16 unit is at most 3 UTF-8 bytes.
-    if (data.length * 3 > app.max_message_size && Buffer.byteLength(data) > app.max_message_size) {
-      this.#close(CLOSE_MESSAGE_TOO_BIG, "Message too big");
+    if (typeof data !== "string") {
+      this.#sendError(ErrorCode.GenericReconnect, "Binary frames are not supported");
       return;
     }
     const parsed = parseClientFrame(data);
@@ -605,8 +617,12 @@ export class Connection implements SocketSession, Subscriber {
   }
 }
 
+/** Stands in the frame queue for a frame over max_message_size, which is not kept. */
+const OVERSIZED = Symbol("oversized frame");
+
 /** What a queued frame holds in memory, about: UTF-16 units of text, bytes of binary. */
 function frameSize(data: unknown): number {
+  if (data === OVERSIZED) return 0;
   if (typeof data === "string") return data.length;
   if (data instanceof ArrayBuffer || ArrayBuffer.isView(data)) return data.byteLength;
   return 1_024;

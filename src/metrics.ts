@@ -58,6 +58,8 @@ export class Metrics {
   readonly connectionsRefused = new LabeledCounter();
   readonly httpRequests = new LabeledCounter();
   readonly rateLimited = new LabeledCounter();
+  /** Connections refused or lost at accept / upgrade (descriptor limit, accept errors). */
+  readonly acceptErrors = new LabeledCounter();
   readonly deliveryLatency = new Histogram();
   messagesIn = 0;
   messagesOut = 0;
@@ -117,6 +119,11 @@ export class Metrics {
       "chorus_rate_limited_total",
       "Requests or frames refused by a rate limit.",
       this.rateLimited,
+    );
+    counter(
+      "chorus_accept_errors_total",
+      "Connections refused or lost at accept, by reason (fd_limit, accept).",
+      this.acceptErrors,
     );
 
     const h = this.deliveryLatency;

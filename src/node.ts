@@ -20,6 +20,7 @@ import {
   watchlistEventsFrame,
 } from "./protocol/encode.ts";
 import { WebhookDispatcher } from "./webhooks/dispatcher.ts";
+import type { DescriptorWatch } from "./fds.ts";
 import { KeyedRateLimiter } from "./limits.ts";
 import type { GaugeReadings, Metrics } from "./metrics.ts";
 import type { FanOut, RuntimeAdapter } from "./runtime.ts";
@@ -33,6 +34,8 @@ const CLOSE_HANDSHAKE_GRACE_MS = 2_000;
 export class ChorusNode {
   /** Open connections of this node by socket id. */
   readonly connections = new Map<string, Connection>();
+  /** Open descriptors near the process's limit: new sockets are refused (src/fds.ts). */
+  descriptors: DescriptorWatch | undefined;
   /** Sockets whose admission (quota check) is in flight. */
   readonly opening = new Set<string>();
   readonly registry = new ChannelRegistry<Connection>();

@@ -6,6 +6,10 @@ import type { Context } from "hono";
 /** One WebSocket as the core sees it. */
 export interface SocketHandle {
   send(frame: string): void;
+  /**
+   * Starts the close handshake; if the peer has not answered within `CLOSE_DEADLINE_MS`, the
+   * adapter tears the connection down, so a silent peer never holds its descriptor and buffers.
+   */
   close(code: number, reason: string): void;
   /** Joins a native fan-out topic (Bun); a no-op where the runtime has none. */
   subscribe(topic: string): void;
@@ -27,6 +31,18 @@ export interface Subscriber {
   readonly socket: SocketHandle;
 }
 
+/** How long a socket Chorus closes may take to answer the close handshake before teardown. */
+export const CLOSE_DEADLINE_MS = 3_000;
+
+/**
+ * How long an HTTP connection may take to send a request's headers (or sit idle between
+ * keep-alive requests) before it is dropped, where the runtime can (Bun; Deno.serve cannot).
+ */
+export const HEADER_TIMEOUT_MS = 10_000;
+
+/** Why a connection could not be accepted (`chorus_accept_errors_total{reason}`). */
+export type AcceptErrorReason = "fd_limit" | "accept";
+
 /** Where a server listens. */
 export interface ListenOptions {
   hostname: string;
@@ -38,6 +54,8 @@ export interface ServeOptions extends ListenOptions {
   maxPayloadLength: number;
   /** Send-buffer budget per socket; the core closes sockets over it with 4100. */
   socketBufferLimit: number;
+  /** A connection failed to be accepted (the runtime's accept loop); the node logs and counts it. */
+  onAcceptError(reason: AcceptErrorReason, error: unknown): void;
 }
 
 /** The HTTP app as a runtime serves it (Bun hands its server in as the second argument). */

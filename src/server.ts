@@ -5,10 +5,11 @@ import { RedisCluster } from "./cluster/redis.ts";
 import type { Cluster } from "./cluster/types.ts";
 import type { Config } from "./config.ts";
 import { createHttpApp, metricsHandler } from "./http/app.ts";
-import { createLogger, type Logger } from "./log.ts";
+import { createLogger, errorMessage, type Logger } from "./log.ts";
+import { DescriptorWatch } from "./fds.ts";
 import { ChorusNode } from "./node.ts";
 import { configSummary, expectedCapacity, openFileLimit } from "./ops.ts";
-import type { RunningServer, RuntimeAdapter } from "./runtime.ts";
+import type { RunningServer, RuntimeAdapter, ServeOptions } from "./runtime.ts";
 
 /** Sockets need a few descriptors beyond their own (Redis, HTTP, files). */
 const SPARE_FILE_DESCRIPTORS = 256;
@@ -23,6 +24,30 @@ export interface ChorusServer {
   stop(): Promise<void>;
 }
 
+/** Accept errors come in bursts (one per refused connection): log the first, then a summary. */
+const ACCEPT_ERROR_LOG_MS = 5_000;
+
+function acceptErrorReporter(node: ChorusNode, log: Logger): ServeOptions["onAcceptError"] {
+  let loggedAt = -Infinity;
+  let suppressed = 0;
+  return (reason, error) => {
+    node.metrics.acceptErrors.inc({ reason });
+    const now = node.now();
+    if (now - loggedAt < ACCEPT_ERROR_LOG_MS) {
+      suppressed++;
+      return;
+    }
+    log.warn("connection not accepted", {
+      reason,
+      error: errorMessage(error),
+      since_last_log: suppressed,
+      connections: node.connections.size,
+    });
+    loggedAt = now;
+    suppressed = 0;
+  };
+}
+
 export async function startServer(
   config: Config,
   adapter: RuntimeAdapter,
@@ -34,11 +59,19 @@ export async function startServer(
     : new LocalCluster(nodeId, config.cluster.region);
   const node = new ChorusNode(config, adapter, cluster, log);
   await node.start();
+  const fileLimit = openFileLimit();
+  const reportAcceptError = acceptErrorReporter(node, log);
+  // Neither runtime shows its accept loop to JavaScript: the descriptor count is sampled, and
+  // new sockets are refused (503) while it is within the reserve (src/fds.ts).
+  node.descriptors = new DescriptorWatch(fileLimit, (open, limit) => {
+    reportAcceptError("fd_limit", `${open} of ${limit} descriptors open`);
+  });
   const running = await adapter.serve(createHttpApp(node), {
     hostname: config.host,
     port: config.port,
     maxPayloadLength: Math.max(...config.apps.map((app) => app.max_message_size)),
     socketBufferLimit: config.socketBufferLimit,
+    onAcceptError: reportAcceptError,
   });
   node.publishThrough(running);
   let metricsServer: RunningServer | undefined;
@@ -62,7 +95,6 @@ export async function startServer(
       hint: "set CHORUS_APP_ID, CHORUS_APP_KEY, CHORUS_APP_SECRET or CHORUS_CONFIG",
     });
   }
-  const fileLimit = openFileLimit();
   const capacity = expectedCapacity(config) + SPARE_FILE_DESCRIPTORS;
   if (fileLimit !== undefined && fileLimit < capacity) {
     log.warn("open file limit is below the expected socket capacity", {
@@ -73,6 +105,7 @@ export async function startServer(
   }
 
   const shutdown = async () => {
+    node.descriptors?.stop();
     await running.stop();
     await metricsServer?.stop();
     await node.stop();

@@ -19,6 +19,8 @@ import { closeAllRawSockets, connectSocket, type RawSocket } from "./helpers/ws.
 import { until } from "./helpers/wait.ts";
 
 const CHANNELS = 1_500;
+/** The standard app's max_message_size (default). */
+const MAIN_MAX_MESSAGE_SIZE = 10_000;
 
 /** Sends every subscribe without waiting, then checks the answers came back in order. */
 async function burst(socket: RawSocket): Promise<void> {
@@ -82,5 +84,25 @@ describe(`a burst of ${CHANNELS} subscribes on one socket (${runnerRuntime})`, {
 
   it("a Redis cluster node: all succeed, in order", { timeout: 40000 }, async () => {
     await burst(await connectSocket(node.wsUrl(MAIN.key)));
+  });
+
+  it("an oversized frame behind queued subscribes closes 1009 in its turn", {
+    timeout: 20000,
+  }, async () => {
+    const socket = await connectSocket(node.wsUrl(MAIN.key));
+    for (let i = 0; i < 50; i++) {
+      socket.send({ event: "pusher:subscribe", data: { channel: `before-big-${i}` } });
+    }
+    socket.send({ event: "pusher:ping", data: "x".repeat(MAIN_MAX_MESSAGE_SIZE + 1) });
+    const closed = await socket.closed;
+    assert.equal(closed.code, 1009, "closed for the size, not for the queue (4100)");
+    // Bun stops the frame itself at maxPayloadLength, before buffering it, and closes at once;
+    // on Deno, Chorus checks each frame in its turn, after the ones before it.
+    if (runnerRuntime === "deno") {
+      const answered = socket.log.filter((f) =>
+        f.event === "pusher_internal:subscription_succeeded"
+      );
+      assert.equal(answered.length, 50, "the frames before it were answered first");
+    }
   });
 });

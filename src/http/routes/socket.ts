@@ -17,6 +17,9 @@ export const socket: RouteFactory = (node) => {
       if (!node.ready) {
         return c.json({ error: "Node cannot reach the cluster; connect to another node" }, 503);
       }
+      if (node.descriptors?.pressed) {
+        return c.json({ error: "Over capacity: too many open files; retry later" }, 503);
+      }
       const limiter = node.ipConnections;
       if (limiter) {
         const waitMs = limiter.take(clientAddress(node, c), node.now());
