@@ -8,6 +8,8 @@ const Envelope = v.object({
   event: v.string("`event` must be a string"),
   channel: v.optional(v.string("`channel` must be a string")),
   data: v.optional(v.unknown()),
+  // Servers set it on presence client events; a client's own is ignored, but must be a string.
+  user_id: v.optional(v.string("`user_id` must be a string")),
 });
 
 const SubscribeData = v.object({
