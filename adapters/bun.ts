@@ -17,7 +17,6 @@ import {
   type SocketHandle,
   type SocketServer,
   type SocketSession,
-  type Subscriber,
 } from "../src/runtime.ts";
 
 const OPEN = 1;
@@ -43,15 +42,6 @@ class BunSocket implements SocketHandle {
     this.deadline ??= setTimeout(() => this.raw.terminate(), CLOSE_DEADLINE_MS);
   }
 
-  subscribe(topic: string): void {
-    this.raw.subscribe(topic);
-  }
-
-  unsubscribe(topic: string): void {
-    // uWS drops a closed socket's topics by itself.
-    if (this.raw.readyState === OPEN) this.raw.unsubscribe(topic);
-  }
-
   bufferedAmount(): number {
     return this.raw.readyState === OPEN ? this.raw.getBufferedAmount() : 0;
   }
@@ -60,15 +50,15 @@ class BunSocket implements SocketHandle {
 const handlers: WebSocketHandler<SocketData> = {
   open(ws) {
     ws.data.socket = new BunSocket(ws);
-    ws.data.session.open(ws.data.socket);
+    ws.data.session.onOpen(ws.data.socket);
   },
   message(ws, message) {
     // Text arrives as a string, binary as a Buffer (refused by the core with 4200).
-    ws.data.session.message(message);
+    ws.data.session.onMessage(message);
   },
   close(ws, code) {
     clearTimeout(ws.data.socket?.deadline);
-    ws.data.session.close(code);
+    ws.data.session.onClose(code);
   },
 };
 
@@ -105,7 +95,7 @@ export function createBunAdapter(): RuntimeAdapter {
         idleTimeout: HEADER_TIMEOUT_MS / 1000,
         websocket: {
           ...handlers,
-          maxPayloadLength: options.maxPayloadLength,
+          maxPayloadLength: options.maxFrameBytes,
           // A hard cap well above the budget bounds memory; the core closes slow sockets with
           // 4100 at the budget, while its error and close frames still fit.
           backpressureLimit: options.socketBufferLimit * HARD_CAP_FACTOR,
@@ -117,8 +107,17 @@ export function createBunAdapter(): RuntimeAdapter {
       });
       return Promise.resolve({
         port: server.port ?? options.port,
-        publish(topic: string, frame: string, _subscribers, except?: Subscriber): boolean {
-          const excluded = except?.socket instanceof BunSocket ? except.socket.raw : undefined;
+        // Native uWS topics: one publish reaches every member.
+        join(topic, socket) {
+          (socket as BunSocket).raw.subscribe(topic);
+        },
+        leave(topic, socket) {
+          // uWS drops a closed socket's topics by itself.
+          const { raw } = socket as BunSocket;
+          if (raw.readyState === OPEN) raw.unsubscribe(topic);
+        },
+        publish(topic, frame, except) {
+          const excluded = (except as BunSocket | undefined)?.raw;
           // A socket's own publish reaches every subscriber but itself: socket_id exclusion.
           if (excluded && excluded.readyState === OPEN) {
             return overBudget(excluded.publish(topic, frame));

@@ -12,7 +12,6 @@ import {
   type SocketHandle,
   type SocketServer,
   type SocketSession,
-  type Subscriber,
 } from "../src/runtime.ts";
 
 interface DenoInternals {
@@ -109,28 +108,43 @@ class DenoSocket implements SocketHandle {
     this.deadline ??= setTimeout(() => teardown(this.raw), CLOSE_DEADLINE_MS);
   }
 
-  subscribe(): void {}
-  unsubscribe(): void {}
-
   bufferedAmount(): number {
     return this.raw.bufferedAmount;
   }
 }
 
-/** Sends to each subscriber but `except`; true when one now holds more than `budget` bytes. */
-function sendToEach(
-  frame: string,
-  subscribers: ReadonlySet<Subscriber>,
-  except: Subscriber | undefined,
-  budget: number,
-): boolean {
-  let overBudget = false;
-  for (const subscriber of subscribers) {
-    if (subscriber === except) continue;
-    subscriber.socket.send(frame);
-    if (subscriber.socket.bufferedAmount() > budget) overBudget = true;
+/**
+ * Deno has no topics: each socket server keeps its own, topic -> sockets, and a publish walks
+ * the set (the frame string is the same for every send).
+ */
+class Topics {
+  readonly #members = new Map<string, Set<SocketHandle>>();
+
+  constructor(readonly budget: number) {}
+
+  join(topic: string, socket: SocketHandle): void {
+    let members = this.#members.get(topic);
+    if (!members) this.#members.set(topic, members = new Set());
+    members.add(socket);
   }
-  return overBudget;
+
+  leave(topic: string, socket: SocketHandle): void {
+    const members = this.#members.get(topic);
+    if (members?.delete(socket) && members.size === 0) this.#members.delete(topic);
+  }
+
+  /** True when a recipient now holds more than the budget. */
+  publish(topic: string, frame: string, except?: SocketHandle): boolean {
+    const members = this.#members.get(topic);
+    if (!members) return false;
+    let overBudget = false;
+    for (const socket of members) {
+      if (socket === except) continue;
+      socket.send(frame);
+      if (socket.bufferedAmount() > this.budget) overBudget = true;
+    }
+    return overBudget;
+  }
 }
 
 export function createDenoAdapter(): RuntimeAdapter {
@@ -144,14 +158,14 @@ export function createDenoAdapter(): RuntimeAdapter {
         return {
           onOpen(_event, ws) {
             socket = new DenoSocket(ws.raw as WebSocket);
-            session.open(socket);
+            session.onOpen(socket);
           },
           onMessage(event) {
-            session.message(event.data);
+            session.onMessage(event.data);
           },
           onClose(event) {
             clearTimeout(socket?.deadline);
-            session.close(event.code);
+            session.onClose(event.code);
           },
         };
         // Liveness is Pusher's activity_timeout, done by the core; Deno's own pings are off.
@@ -165,12 +179,12 @@ export function createDenoAdapter(): RuntimeAdapter {
 
     async serve(app: HttpApp, options: ServeOptions): Promise<SocketServer> {
       const running = await listen(app, options);
-      // Deno has no topics: fan-out walks the channel's subscribers, under this server's budget.
-      const budget = options.socketBufferLimit;
+      const topics = new Topics(options.socketBufferLimit);
       return {
         port: running.port,
-        publish: (_topic, frame, subscribers, except) =>
-          sendToEach(frame, subscribers, except, budget),
+        join: (topic, socket) => topics.join(topic, socket),
+        leave: (topic, socket) => topics.leave(topic, socket),
+        publish: (topic, frame, except) => topics.publish(topic, frame, except),
         stop: () => running.stop(),
       };
     },

@@ -104,7 +104,7 @@ export class Connection implements SocketSession, Subscriber {
     return this.#state === "closed";
   }
 
-  open(socket: SocketHandle): void {
+  onOpen(socket: SocketHandle): void {
     this.socket = socket;
     if (this.refusal || !this.app) {
       const { code, message } = this.refusal ?? { code: ErrorCode.AppNotFound, message: "" };
@@ -143,7 +143,7 @@ export class Connection implements SocketSession, Subscriber {
     this.#send(connectionEstablishedFrame(this.socketId, app.activity_timeout));
   }
 
-  message(data: unknown): void {
+  onMessage(data: unknown): void {
     if (this.#isClosed()) return;
     this.node.metrics.messagesIn++;
     this.lastSeen = this.node.now();
@@ -200,8 +200,8 @@ export class Connection implements SocketSession, Subscriber {
   }
 
   /**
-   * Over `max_message_size`, text or binary. Deno hands over whole frames of any size (Bun stops
-   * at maxPayloadLength itself), so this is the limit there. A UTF-16 unit is at most 3 bytes:
+   * Over `max_message_size`, text or binary. A runtime that cannot stop a frame while reading it
+   * hands over whole frames of any size, so this is the limit there. A UTF-16 unit is at most 3 bytes:
    * the cheap bound first.
    */
   #tooBig(data: unknown): boolean {
@@ -581,7 +581,7 @@ export class Connection implements SocketSession, Subscriber {
   }
 
   /** The runtime reports the socket closed (either side started it). */
-  close(code: number): void {
+  onClose(code: number): void {
     this.#release(code);
     this.#socketGone = true;
     this.#onSocketGone?.();

@@ -1,7 +1,7 @@
 /**
  * File-descriptor headroom. A process at its open-file limit cannot accept, cannot open a file, and
- * on Deno may panic (its stack guard opens /proc/self/maps), so the adapters refuse new
- * connections while fewer than `reserveFor(limit)` descriptors are left.
+ * a runtime may even panic (docs/runtime-notes.md), so new sockets are refused (src/server.ts)
+ * while fewer than `reserveFor(limit)` descriptors are left.
  */
 import { readdirSync } from "node:fs";
 
@@ -26,7 +26,7 @@ export function openDescriptors(limit = Infinity): number | undefined {
 const SAMPLE_MS = 1_000;
 
 /**
- * Samples the descriptor count once a second (for runtimes that do not show the accept loop, Bun):
+ * Samples the descriptor count once a second (no runtime shows its accept loop to JavaScript):
  * `pressed` is true while the count is within the reserve of the limit; `onPressure` runs when it
  * becomes true.
  */

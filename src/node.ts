@@ -61,8 +61,6 @@ export class ChorusNode {
   #deaf = false;
   /** Channels whose subscription count changed here and is not announced yet: app id -> names. */
   readonly #countsChanged = new Map<string, Set<string>>();
-  /** The socket server's fan-out, once it serves; before that no socket can be subscribed. */
-  #fanOut: FanOut | undefined;
 
   constructor(
     readonly config: Config,
@@ -94,7 +92,8 @@ export class ChorusNode {
   async drain(windowMs: number): Promise<void> {
     this.draining = true;
     const connections = [...this.connections.values()];
-    // Stopping the listener would cut close handshakes still in flight (Deno closes with 1001).
+    // Stopping the listener would cut close handshakes still in flight (a runtime may answer
+    // them with 1001).
     const handshakes = Promise.all(connections.map((connection) => connection.socketClosed()));
     await this.#closeSpread(connections, windowMs, "Server is shutting down; reconnect");
     let timer: ReturnType<typeof setTimeout> | undefined;
@@ -346,7 +345,7 @@ export class ChorusNode {
 
   /** Fan-out goes through the server that holds the sockets (never a metrics listener). */
   publishThrough(fanOut: FanOut): void {
-    this.#fanOut = fanOut;
+    this.registry.fanOut = fanOut;
   }
 
   /** Hands one encoded frame to every local subscriber of a channel except one socket. */
@@ -365,7 +364,7 @@ export class ChorusNode {
       return;
     }
     const except = exceptSocketId === undefined ? undefined : this.connections.get(exceptSocketId);
-    if (this.#fanOut?.publish(channel.topic, frame, channel.subscribers, except)) {
+    if (this.registry.fanOut?.publish(channel.topic, frame, except?.socket)) {
       // Backpressure is common under load, so scan the channel's sockets only once per budget's
       // worth of bytes sent into it: no socket's buffer can have grown by more in between.
       channel.bytesSinceSlowConsumerCheck += frame.length;

@@ -11,19 +11,17 @@ export interface SocketHandle {
    * adapter tears the connection down, so a silent peer never holds its descriptor and buffers.
    */
   close(code: number, reason: string): void;
-  /** Joins a native fan-out topic (Bun); a no-op where the runtime has none. */
-  subscribe(topic: string): void;
-  unsubscribe(topic: string): void;
   /** Bytes queued for sending (slow-consumer detection). */
   bufferedAmount(): number;
 }
 
-/** What the core does with one upgraded socket. */
+/** What the core is told about one upgraded socket. */
 export interface SocketSession {
-  open(socket: SocketHandle): void;
+  onOpen(socket: SocketHandle): void;
   /** A text frame arrives as a string; anything else is a binary frame. */
-  message(data: unknown): void;
-  close(code: number): void;
+  onMessage(data: unknown): void;
+  /** The socket is gone (either side closed it, or it was torn down). */
+  onClose(code: number): void;
 }
 
 /** Anything fan-out can reach: it owns a socket. */
@@ -36,7 +34,8 @@ export const CLOSE_DEADLINE_MS = 3_000;
 
 /**
  * How long an HTTP connection may take to send a request's headers (or sit idle between
- * keep-alive requests) before it is dropped, where the runtime can (Bun; Deno.serve cannot).
+ * keep-alive requests) before it is dropped, where the runtime can (README, "Limits and
+ * hardening").
  */
 export const HEADER_TIMEOUT_MS = 10_000;
 
@@ -50,15 +49,15 @@ export interface ListenOptions {
 }
 
 export interface ServeOptions extends ListenOptions {
-  /** Largest inbound frame the runtime should accept before closing with 1009. */
-  maxPayloadLength: number;
+  /** Largest inbound frame, in bytes: where the runtime can, it closes with 1009 beyond. */
+  maxFrameBytes: number;
   /** Send-buffer budget per socket; the core closes sockets over it with 4100. */
   socketBufferLimit: number;
   /** A connection failed to be accepted (the runtime's accept loop); the node logs and counts it. */
   onAcceptError(reason: AcceptErrorReason, error: unknown): void;
 }
 
-/** The HTTP app as a runtime serves it (Bun hands its server in as the second argument). */
+/** The HTTP app as a runtime serves it (a runtime may hand in its own second argument). */
 export interface HttpApp {
   fetch(request: Request, env?: unknown): Response | Promise<Response>;
 }
@@ -69,19 +68,19 @@ export interface RunningServer {
   stop(): Promise<void>;
 }
 
-/** The local end of fan-out: what the node publishes frames through. */
+/**
+ * The local end of fan-out: topics (one per local channel) the socket server keeps, natively
+ * where the runtime has them, so that one publish hands one encoded frame to every member.
+ */
 export interface FanOut {
+  join(topic: string, socket: SocketHandle): void;
+  /** Also called for sockets that are already closed. */
+  leave(topic: string, socket: SocketHandle): void;
   /**
-   * Sends one encoded frame to every subscriber of a topic but `except`. Bun publishes to the
-   * server's native topic; Deno walks `subscribers`. True when some recipient may now hold more
-   * than the send-buffer budget (`ServeOptions.socketBufferLimit`).
+   * Sends one encoded frame to every socket of the topic but `except`. True when some recipient
+   * may now hold more than the send-buffer budget (`ServeOptions.socketBufferLimit`).
    */
-  publish(
-    topic: string,
-    frame: string,
-    subscribers: ReadonlySet<Subscriber>,
-    except?: Subscriber,
-  ): boolean;
+  publish(topic: string, frame: string, except?: SocketHandle): boolean;
 }
 
 /**

@@ -69,7 +69,7 @@ export async function startServer(
   const running = await adapter.serve(createHttpApp(node), {
     hostname: config.host,
     port: config.port,
-    maxPayloadLength: Math.max(...config.apps.map((app) => app.max_message_size)),
+    maxFrameBytes: Math.max(...config.apps.map((app) => app.max_message_size)),
     socketBufferLimit: config.socketBufferLimit,
     onAcceptError: reportAcceptError,
   });

@@ -1,9 +1,9 @@
 /** This process's channels: which local connections are subscribed to what. */
-import type { Subscriber } from "../runtime.ts";
+import type { FanOut, Subscriber } from "../runtime.ts";
 
 export class LocalChannel<S extends Subscriber = Subscriber> {
   readonly subscribers = new Set<S>();
-  /** Native fan-out topic name, unique across apps. */
+  /** The socket server's fan-out topic for it, unique across apps. */
   readonly topic: string;
   /** Bytes published into this channel under backpressure since its sockets were last scanned. */
   bytesSinceSlowConsumerCheck = 0;
@@ -13,8 +13,15 @@ export class LocalChannel<S extends Subscriber = Subscriber> {
   }
 }
 
+/**
+ * What the core needs to know of local channels: first and last local subscriber, and who is
+ * in one (terminate, slow-consumer scans). Membership of the socket server's topic follows it.
+ */
 export class ChannelRegistry<S extends Subscriber = Subscriber> {
   readonly #apps = new Map<string, Map<string, LocalChannel<S>>>();
+
+  /** The socket server's topics; none before it serves (and then no socket can subscribe). */
+  fanOut: FanOut | undefined;
 
   get(appId: string, name: string): LocalChannel<S> | undefined {
     return this.#apps.get(appId)?.get(name);
@@ -28,14 +35,14 @@ export class ChannelRegistry<S extends Subscriber = Subscriber> {
     const first = channel === undefined;
     if (!channel) channels.set(name, channel = new LocalChannel(appId, name));
     channel.subscribers.add(subscriber);
-    subscriber.socket.subscribe(channel.topic);
+    this.fanOut?.join(channel.topic, subscriber.socket);
     return { channel, first };
   }
 
   /** Removes a subscriber; `last` when the channel has no subscriber left on this node. */
   remove(channel: LocalChannel<S>, subscriber: S): { last: boolean } {
     if (!channel.subscribers.delete(subscriber)) return { last: false };
-    subscriber.socket.unsubscribe(channel.topic);
+    this.fanOut?.leave(channel.topic, subscriber.socket);
     if (channel.subscribers.size > 0) return { last: false };
     this.#apps.get(channel.appId)?.delete(channel.name);
     return { last: true };

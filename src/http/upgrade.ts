@@ -1,7 +1,7 @@
 /**
  * Checks that a request to the socket endpoint is a well-formed WebSocket upgrade (RFC 6455
- * §4.2.1) before a runtime sees it: Deno answered a malformed one with 500 and Bun with 101, so
- * the same 4xx (and JSON body) comes from here on both.
+ * §4.2.1) before a runtime sees it: runtimes answered a malformed one with 500 or even 101, so
+ * the same 4xx (and JSON body) comes from here on every runtime.
  */
 
 export interface UpgradeRefusal {
