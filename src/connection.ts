@@ -120,14 +120,16 @@ export class Connection implements SocketSession, Subscriber {
   }
 
   async #admit(app: AppConfig): Promise<void> {
-    const admitted = await this.node.cluster.state.addConnection(
-      app.id,
-      this.socketId,
-      app.max_connections,
-    );
+    const admitted = await this.node.cluster.state.addConnection({
+      appId: app.id,
+      socketId: this.socketId,
+      max: app.max_connections,
+    });
     this.node.opening.delete(this.socketId);
     if (this.#isClosed()) {
-      if (admitted) await this.node.cluster.state.removeConnection(app.id, this.socketId);
+      if (admitted) {
+        await this.node.cluster.state.removeConnection({ appId: app.id, socketId: this.socketId });
+      }
       return;
     }
     if (!admitted) {
@@ -276,14 +278,14 @@ export class Connection implements SocketSession, Subscriber {
     let members: Map<string, unknown> | undefined;
     let first = false;
     if (type.kind === "presence") {
-      const joined = await state.joinPresence(
-        app.id,
-        name,
-        this.socketId,
-        member.userId!,
-        member.userInfo,
-        app.max_presence_members,
-      );
+      const joined = await state.joinPresence({
+        appId: app.id,
+        channel: name,
+        socketId: this.socketId,
+        userId: member.userId!,
+        userInfo: member.userInfo,
+        maxMembers: app.max_presence_members,
+      });
       if (!joined.ok) {
         this.#send(subscriptionErrorFrame(
           name,
@@ -298,7 +300,14 @@ export class Connection implements SocketSession, Subscriber {
     }
     if (this.#isClosed()) {
       // The socket went away while we waited: undo the join.
-      if (members) await state.leavePresence(app.id, name, this.socketId, member.userId!);
+      if (members) {
+        await state.leavePresence({
+          appId: app.id,
+          channel: name,
+          socketId: this.socketId,
+          userId: member.userId!,
+        });
+      }
       return;
     }
     const joins: Promise<void>[] = [];
@@ -314,7 +323,7 @@ export class Connection implements SocketSession, Subscriber {
     });
     // Events published once the client holds subscription_succeeded must reach it.
     const [{ occupied }] = await Promise.all([
-      state.addSubscription(app.id, name, this.socketId),
+      state.addSubscription({ appId: app.id, channel: name, socketId: this.socketId }),
       bus.listen(app.id, name),
       ...joins,
     ]);
@@ -413,12 +422,21 @@ export class Connection implements SocketSession, Subscriber {
     const { userId } = subscription;
     if (userId !== undefined) {
       this.#leaveInternal(app, userControlChannel(userId));
-      const { last } = await state.leavePresence(app.id, name, this.socketId, userId);
+      const { last } = await state.leavePresence({
+        appId: app.id,
+        channel: name,
+        socketId: this.socketId,
+        userId,
+      });
       if (last) {
         await this.node.announce({ kind: "member_removed", appId: app.id, channel: name, userId });
       }
     }
-    const { vacated } = await state.removeSubscription(app.id, name, this.socketId);
+    const { vacated } = await state.removeSubscription({
+      appId: app.id,
+      channel: name,
+      socketId: this.socketId,
+    });
     // Only now: a count announcement reading the state before the removal would miss it.
     if (userId === undefined) this.node.countChanged(app, name);
     if (vacated) {
@@ -444,7 +462,7 @@ export class Connection implements SocketSession, Subscriber {
     this.user = user;
     const { state } = this.node.cluster;
     const [{ first }] = await Promise.all([
-      state.signIn(app.id, user.id, this.socketId),
+      state.signIn({ appId: app.id, userId: user.id, socketId: this.socketId }),
       this.#joinInternal(app, userControlChannel(user.id)),
       ...user.watchlist.map((id) => this.#joinInternal(app, watchersChannel(id))),
     ]);
@@ -462,7 +480,11 @@ export class Connection implements SocketSession, Subscriber {
   async #signout(app: AppConfig, user: SignedInUser): Promise<void> {
     this.#leaveInternal(app, userControlChannel(user.id));
     for (const id of user.watchlist) this.#leaveInternal(app, watchersChannel(id));
-    const { last } = await this.node.cluster.state.signOut(app.id, user.id, this.socketId);
+    const { last } = await this.node.cluster.state.signOut({
+      appId: app.id,
+      userId: user.id,
+      socketId: this.socketId,
+    });
     if (last) await this.node.announce({ kind: "user_offline", appId: app.id, userId: user.id });
   }
 
@@ -604,7 +626,9 @@ export class Connection implements SocketSession, Subscriber {
       ...subscriptions.map(([name, sub]) => this.#leave(app, name, sub)),
       user ? this.#signout(app, user) : undefined,
     ])
-      .then(() => this.node.cluster.state.removeConnection(app.id, this.socketId))
+      .then(() =>
+        this.node.cluster.state.removeConnection({ appId: app.id, socketId: this.socketId })
+      )
       .catch((error) =>
         // The cluster writes what failed when Redis answers again (src/cluster/redis.ts).
         this.node.log.warn("leave not written yet", {

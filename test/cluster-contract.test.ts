@@ -63,66 +63,151 @@ for (const make of [localDriver, redisDriver]) {
     after(() => driver.dispose());
 
     it("connections: counted once, capped by max, removed", T, async () => {
-      assert.equal(await state.addConnection(app, "1.1", 2), true);
-      assert.equal(await state.addConnection(app, "1.1", 2), true, "the same socket again");
-      assert.equal(await state.addConnection(app, "1.2", 2), true);
-      assert.equal(await state.addConnection(app, "1.3", 2), false, "over max");
-      assert.equal(await state.addConnection(app, "1.2", 2), true, "at max, a counted socket");
+      assert.equal(await state.addConnection({ appId: app, socketId: "1.1", max: 2 }), true);
+      assert.equal(
+        await state.addConnection({ appId: app, socketId: "1.1", max: 2 }),
+        true,
+        "the same socket again",
+      );
+      assert.equal(await state.addConnection({ appId: app, socketId: "1.2", max: 2 }), true);
+      assert.equal(
+        await state.addConnection({ appId: app, socketId: "1.3", max: 2 }),
+        false,
+        "over max",
+      );
+      assert.equal(
+        await state.addConnection({ appId: app, socketId: "1.2", max: 2 }),
+        true,
+        "at max, a counted socket",
+      );
       assert.equal(await state.connectionCount(app), 2);
-      await state.removeConnection(app, "1.2");
-      assert.equal(await state.addConnection(app, "1.3", 2), true, "room again");
+      await state.removeConnection({ appId: app, socketId: "1.2" });
+      assert.equal(
+        await state.addConnection({ appId: app, socketId: "1.3", max: 2 }),
+        true,
+        "room again",
+      );
       assert.equal(await state.connectionCount(app), 2);
     });
 
     it("subscriptions: occupied on the first, vacated on the last", T, async () => {
-      assert.deepEqual(await state.addSubscription(app, "news", "2.1"), { occupied: true });
-      assert.deepEqual(await state.addSubscription(app, "news", "2.2"), { occupied: false });
+      assert.deepEqual(
+        await state.addSubscription({ appId: app, channel: "news", socketId: "2.1" }),
+        { occupied: true },
+      );
+      assert.deepEqual(
+        await state.addSubscription({ appId: app, channel: "news", socketId: "2.2" }),
+        { occupied: false },
+      );
       assert.deepEqual(await state.channel(app, "news"), { subscriptionCount: 2 });
-      assert.deepEqual(await state.removeSubscription(app, "news", "2.1"), { vacated: false });
-      assert.deepEqual(await state.removeSubscription(app, "news", "2.2"), { vacated: true });
+      assert.deepEqual(
+        await state.removeSubscription({ appId: app, channel: "news", socketId: "2.1" }),
+        { vacated: false },
+      );
+      assert.deepEqual(
+        await state.removeSubscription({ appId: app, channel: "news", socketId: "2.2" }),
+        { vacated: true },
+      );
       assert.deepEqual(await state.channel(app, "news"), { subscriptionCount: 0 });
     });
 
     it("presence: one member per user, first and last, full channel refused", T, async () => {
       const ch = "presence-room";
-      const one = await state.joinPresence(app, ch, "3.1", "u1", { n: 1 }, 2);
-      assert.ok(one.ok && one.first);
-      const again = await state.joinPresence(app, ch, "3.2", "u1", { n: 1 }, 2);
-      assert.ok(again.ok && !again.first, "a second socket of the same user");
-      const two = await state.joinPresence(app, ch, "3.3", "u2", { n: 2 }, 2);
-      assert.ok(two.ok && two.first);
-      assert.deepEqual(await state.joinPresence(app, ch, "3.4", "u3", {}, 2), {
-        ok: false,
-        reason: "full",
+      const one = await state.joinPresence({
+        appId: app,
+        channel: ch,
+        socketId: "3.1",
+        userId: "u1",
+        userInfo: { n: 1 },
+        maxMembers: 2,
       });
+      assert.ok(one.ok && one.first);
+      const again = await state.joinPresence({
+        appId: app,
+        channel: ch,
+        socketId: "3.2",
+        userId: "u1",
+        userInfo: { n: 1 },
+        maxMembers: 2,
+      });
+      assert.ok(again.ok && !again.first, "a second socket of the same user");
+      const two = await state.joinPresence({
+        appId: app,
+        channel: ch,
+        socketId: "3.3",
+        userId: "u2",
+        userInfo: { n: 2 },
+        maxMembers: 2,
+      });
+      assert.ok(two.ok && two.first);
+      assert.deepEqual(
+        await state.joinPresence({
+          appId: app,
+          channel: ch,
+          socketId: "3.4",
+          userId: "u3",
+          userInfo: {},
+          maxMembers: 2,
+        }),
+        {
+          ok: false,
+          reason: "full",
+        },
+      );
       assert.deepEqual(
         [...(await state.presenceMembers(app, ch))].sort(),
         [["u1", { n: 1 }], ["u2", { n: 2 }]],
       );
-      assert.deepEqual(await state.leavePresence(app, ch, "3.1", "u1"), { last: false });
-      assert.deepEqual(await state.leavePresence(app, ch, "3.2", "u1"), { last: true });
+      assert.deepEqual(
+        await state.leavePresence({ appId: app, channel: ch, socketId: "3.1", userId: "u1" }),
+        { last: false },
+      );
+      assert.deepEqual(
+        await state.leavePresence({ appId: app, channel: ch, socketId: "3.2", userId: "u1" }),
+        { last: true },
+      );
       assert.deepEqual([...(await state.presenceMembers(app, ch)).keys()], ["u2"]);
     });
 
     it("sign-in: online on the first socket, offline after the last", T, async () => {
-      assert.deepEqual(await state.signIn(app, "w1", "4.1"), { first: true });
-      assert.deepEqual(await state.signIn(app, "w1", "4.2"), { first: false });
+      assert.deepEqual(await state.signIn({ appId: app, userId: "w1", socketId: "4.1" }), {
+        first: true,
+      });
+      assert.deepEqual(await state.signIn({ appId: app, userId: "w1", socketId: "4.2" }), {
+        first: false,
+      });
       assert.deepEqual(await state.onlineUsers(app, ["w1", "w2"]), ["w1"]);
-      assert.deepEqual(await state.signOut(app, "w1", "4.1"), { last: false });
-      assert.deepEqual(await state.signOut(app, "w1", "4.2"), { last: true });
+      assert.deepEqual(await state.signOut({ appId: app, userId: "w1", socketId: "4.1" }), {
+        last: false,
+      });
+      assert.deepEqual(await state.signOut({ appId: app, userId: "w1", socketId: "4.2" }), {
+        last: true,
+      });
       assert.deepEqual(await state.onlineUsers(app, ["w1"]), []);
     });
 
     it("cache: the last event with its remaining TTL", T, async () => {
       assert.equal(await state.getCache(app, "cache-x"), undefined);
-      await state.setCache(app, "cache-x", { event: "e", data: "{}" }, 60);
+      await state.setCache({
+        appId: app,
+        channel: "cache-x",
+        event: { event: "e", data: "{}" },
+        ttlSeconds: 60,
+      });
       assert.deepEqual(await state.getCache(app, "cache-x"), { event: "e", data: "{}", ttl: 60 });
     });
 
     it("channels: occupied ones, filtered by prefix, with counts", T, async () => {
-      await state.addSubscription(app, "list-a", "5.1");
-      await state.addSubscription(app, "presence-list", "5.2");
-      await state.joinPresence(app, "presence-list", "5.2", "p1", {}, 10);
+      await state.addSubscription({ appId: app, channel: "list-a", socketId: "5.1" });
+      await state.addSubscription({ appId: app, channel: "presence-list", socketId: "5.2" });
+      await state.joinPresence({
+        appId: app,
+        channel: "presence-list",
+        socketId: "5.2",
+        userId: "p1",
+        userInfo: {},
+        maxMembers: 10,
+      });
       const listed = await state.channels(app, "presence-list");
       assert.deepEqual([...listed], [["presence-list", { subscriptionCount: 1, userCount: 1 }]]);
       assert.ok((await state.channels(app)).has("list-a"));
@@ -132,21 +217,21 @@ for (const make of [localDriver, redisDriver]) {
       const ch = "counted";
       // Nothing was ever announced and nobody is there: nothing to say.
       assert.deepEqual(await state.claimCountAnnouncement(app, ch), { kind: "unchanged" });
-      await state.addSubscription(app, ch, "6.1");
+      await state.addSubscription({ appId: app, channel: ch, socketId: "6.1" });
       assert.deepEqual(await state.claimCountAnnouncement(app, ch), { kind: "announce", count: 1 });
       assert.deepEqual(await state.claimCountAnnouncement(app, ch), { kind: "unchanged" });
-      await state.addSubscription(app, ch, "6.2");
+      await state.addSubscription({ appId: app, channel: ch, socketId: "6.2" });
       assert.deepEqual(await state.claimCountAnnouncement(app, ch), { kind: "wait" });
       await driver.expireCountLock(app, ch);
       assert.deepEqual(await state.claimCountAnnouncement(app, ch), { kind: "announce", count: 2 });
-      await state.removeSubscription(app, ch, "6.1");
-      await state.removeSubscription(app, ch, "6.2");
+      await state.removeSubscription({ appId: app, channel: ch, socketId: "6.1" });
+      await state.removeSubscription({ appId: app, channel: ch, socketId: "6.2" });
       // The once-a-second record survives the channel emptying.
       assert.deepEqual(await state.claimCountAnnouncement(app, ch), { kind: "wait" });
       await driver.expireCountLock(app, ch);
       assert.deepEqual(await state.claimCountAnnouncement(app, ch), { kind: "announce", count: 0 });
       assert.deepEqual(await state.claimCountAnnouncement(app, ch), { kind: "unchanged" });
-      await state.addSubscription(app, ch, "6.3");
+      await state.addSubscription({ appId: app, channel: ch, socketId: "6.3" });
       assert.deepEqual(await state.claimCountAnnouncement(app, ch), { kind: "wait" });
     });
   });

@@ -11,7 +11,11 @@ import type {
   CountClaim,
   JoinResult,
   LocalDelivery,
+  MemberRef,
+  SignInRef,
+  SocketRef,
   State,
+  SubscriptionRef,
 } from "./types.ts";
 
 /** Subscription counts are announced at most this often per channel. */
@@ -61,7 +65,7 @@ export class LocalState implements State {
     return app;
   }
 
-  signIn(appId: string, userId: string, socketId: string): Promise<{ first: boolean }> {
+  signIn({ appId, userId, socketId }: SignInRef): Promise<{ first: boolean }> {
     const { users } = this.#app(appId);
     let sockets = users.get(userId);
     if (!sockets) users.set(userId, sockets = new Set());
@@ -70,7 +74,7 @@ export class LocalState implements State {
     return Promise.resolve({ first });
   }
 
-  signOut(appId: string, userId: string, socketId: string): Promise<{ last: boolean }> {
+  signOut({ appId, userId, socketId }: SignInRef): Promise<{ last: boolean }> {
     const { users } = this.#app(appId);
     const sockets = users.get(userId);
     if (!sockets?.delete(socketId) || sockets.size > 0) return Promise.resolve({ last: false });
@@ -83,7 +87,12 @@ export class LocalState implements State {
     return Promise.resolve(userIds.filter((id) => users.has(id)));
   }
 
-  setCache(appId: string, channel: string, event: CachedEvent, ttlSeconds: number): Promise<void> {
+  setCache({ appId, channel, event, ttlSeconds }: {
+    appId: string;
+    channel: string;
+    event: CachedEvent;
+    ttlSeconds: number;
+  }): Promise<void> {
     this.#app(appId).cache.set(channel, { ...event, expiresAt: this.now() + ttlSeconds * 1000 });
     return Promise.resolve();
   }
@@ -129,7 +138,7 @@ export class LocalState implements State {
     }
   }
 
-  addConnection(appId: string, socketId: string, max: number | null): Promise<boolean> {
+  addConnection({ appId, socketId, max }: SocketRef & { max: number | null }): Promise<boolean> {
     const { connections } = this.#app(appId);
     if (max !== null && !connections.has(socketId) && connections.size >= max) {
       return Promise.resolve(false);
@@ -138,7 +147,7 @@ export class LocalState implements State {
     return Promise.resolve(true);
   }
 
-  removeConnection(appId: string, socketId: string): Promise<void> {
+  removeConnection({ appId, socketId }: SocketRef): Promise<void> {
     this.#app(appId).connections.delete(socketId);
     return Promise.resolve();
   }
@@ -147,11 +156,7 @@ export class LocalState implements State {
     return Promise.resolve(this.#app(appId).connections.size);
   }
 
-  addSubscription(
-    appId: string,
-    channel: string,
-    socketId: string,
-  ): Promise<{ occupied: boolean }> {
+  addSubscription({ appId, channel, socketId }: SubscriptionRef): Promise<{ occupied: boolean }> {
     const { subscriptions } = this.#app(appId);
     let sockets = subscriptions.get(channel);
     if (!sockets) subscriptions.set(channel, sockets = new Set());
@@ -160,11 +165,7 @@ export class LocalState implements State {
     return Promise.resolve({ occupied: before === 0 && sockets.size === 1 });
   }
 
-  removeSubscription(
-    appId: string,
-    channel: string,
-    socketId: string,
-  ): Promise<{ vacated: boolean }> {
+  removeSubscription({ appId, channel, socketId }: SubscriptionRef): Promise<{ vacated: boolean }> {
     const { subscriptions } = this.#app(appId);
     const sockets = subscriptions.get(channel);
     if (!sockets?.delete(socketId) || sockets.size > 0) return Promise.resolve({ vacated: false });
@@ -172,14 +173,10 @@ export class LocalState implements State {
     return Promise.resolve({ vacated: true });
   }
 
-  joinPresence(
-    appId: string,
-    channel: string,
-    socketId: string,
-    userId: string,
-    userInfo: unknown,
-    maxMembers: number,
-  ): Promise<JoinResult> {
+  joinPresence({ appId, channel, socketId, userId, userInfo, maxMembers }: MemberRef & {
+    userInfo: unknown;
+    maxMembers: number;
+  }): Promise<JoinResult> {
     const { presence } = this.#app(appId);
     let members = presence.get(channel);
     if (!members) presence.set(channel, members = new Map());
@@ -196,12 +193,7 @@ export class LocalState implements State {
     return Promise.resolve({ ok: true, first, members: memberInfos(members) });
   }
 
-  leavePresence(
-    appId: string,
-    channel: string,
-    socketId: string,
-    userId: string,
-  ): Promise<{ last: boolean }> {
+  leavePresence({ appId, channel, socketId, userId }: MemberRef): Promise<{ last: boolean }> {
     const { presence } = this.#app(appId);
     const members = presence.get(channel);
     const user = members?.get(userId);

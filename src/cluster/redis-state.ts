@@ -7,7 +7,17 @@
 import { isPresence } from "../channels/kinds.ts";
 import { COUNT_ANNOUNCE_INTERVAL_MS } from "./local.ts";
 import type { RedisLink } from "./redis-link.ts";
-import type { CachedEvent, ChannelCounts, CountClaim, JoinResult, State } from "./types.ts";
+import type {
+  CachedEvent,
+  ChannelCounts,
+  CountClaim,
+  JoinResult,
+  MemberRef,
+  SignInRef,
+  SocketRef,
+  State,
+  SubscriptionRef,
+} from "./types.ts";
 
 /** A leave that could not be written: 'C' connection, 'S' subscription, 'P' presence, 'U' user. */
 export type Departure =
@@ -36,11 +46,13 @@ export class RedisState implements State {
     }
   }
 
-  async addConnection(appId: string, socketId: string, max: number | null): Promise<boolean> {
+  async addConnection(
+    { appId, socketId, max }: SocketRef & { max: number | null },
+  ): Promise<boolean> {
     return await this.#write(undefined, "CONNECTION_ADD", appId, socketId, max ?? -1) === 1;
   }
 
-  async removeConnection(appId: string, socketId: string): Promise<void> {
+  async removeConnection({ appId, socketId }: SocketRef): Promise<void> {
     await this.#write(["C", appId, socketId], "CONNECTION_REMOVE", appId, socketId);
   }
 
@@ -50,18 +62,14 @@ export class RedisState implements State {
   }
 
   async addSubscription(
-    appId: string,
-    channel: string,
-    socketId: string,
+    { appId, channel, socketId }: SubscriptionRef,
   ): Promise<{ occupied: boolean }> {
     const reply = await this.#write(undefined, "SUBSCRIPTION_ADD", appId, channel, socketId);
     return { occupied: reply === 1 };
   }
 
   async removeSubscription(
-    appId: string,
-    channel: string,
-    socketId: string,
+    { appId, channel, socketId }: SubscriptionRef,
   ): Promise<{ vacated: boolean }> {
     const reply = await this.#write(
       ["S", appId, channel, socketId],
@@ -73,14 +81,10 @@ export class RedisState implements State {
     return { vacated: reply === 1 };
   }
 
-  async joinPresence(
-    appId: string,
-    channel: string,
-    socketId: string,
-    userId: string,
-    userInfo: unknown,
-    maxMembers: number,
-  ): Promise<JoinResult> {
+  async joinPresence({ appId, channel, socketId, userId, userInfo, maxMembers }: MemberRef & {
+    userInfo: unknown;
+    maxMembers: number;
+  }): Promise<JoinResult> {
     const reply = await this.#write(
       undefined,
       "PRESENCE_JOIN",
@@ -96,12 +100,7 @@ export class RedisState implements State {
     return { ok: true, first: code === 1, members: memberMap(reply, 1) };
   }
 
-  async leavePresence(
-    appId: string,
-    channel: string,
-    socketId: string,
-    userId: string,
-  ): Promise<{ last: boolean }> {
+  async leavePresence({ appId, channel, socketId, userId }: MemberRef): Promise<{ last: boolean }> {
     const reply = await this.#write(
       ["P", appId, channel, socketId, userId],
       "PRESENCE_LEAVE",
@@ -133,11 +132,11 @@ export class RedisState implements State {
     return channels;
   }
 
-  async signIn(appId: string, userId: string, socketId: string): Promise<{ first: boolean }> {
+  async signIn({ appId, userId, socketId }: SignInRef): Promise<{ first: boolean }> {
     return { first: await this.#write(undefined, "USER_ADD", appId, socketId, userId) === 1 };
   }
 
-  async signOut(appId: string, userId: string, socketId: string): Promise<{ last: boolean }> {
+  async signOut({ appId, userId, socketId }: SignInRef): Promise<{ last: boolean }> {
     const departure: Departure = ["U", appId, socketId, userId];
     return { last: await this.#write(departure, "USER_REMOVE", appId, socketId, userId) === 1 };
   }
@@ -147,12 +146,12 @@ export class RedisState implements State {
     return (await this.link.run("USERS_ONLINE", appId, ...userIds) as unknown[]).map(String);
   }
 
-  async setCache(
-    appId: string,
-    channel: string,
-    event: CachedEvent,
-    ttlSeconds: number,
-  ): Promise<void> {
+  async setCache({ appId, channel, event, ttlSeconds }: {
+    appId: string;
+    channel: string;
+    event: CachedEvent;
+    ttlSeconds: number;
+  }): Promise<void> {
     const key = this.#cacheKey(appId, channel);
     await this.link.call((redis) => redis.set(key, JSON.stringify(event), "EX", ttlSeconds));
   }

@@ -70,24 +70,37 @@ export type CountClaim =
   /** The count is what was last announced. */
   | { kind: "unchanged" };
 
+/** One socket of an app (socket ids are unique cluster-wide). */
+export interface SocketRef {
+  appId: string;
+  socketId: string;
+}
+
+/** One socket in one channel. */
+export interface SubscriptionRef extends SocketRef {
+  channel: string;
+}
+
+/** One socket present in a presence channel as a user. */
+export interface MemberRef extends SubscriptionRef {
+  userId: string;
+}
+
+/** One socket signed in as a user. */
+export interface SignInRef extends SocketRef {
+  userId: string;
+}
+
 export interface State {
   /** Counts a new connection; false (and nothing counted) when the app is at `max`. */
-  addConnection(appId: string, socketId: string, max: number | null): Promise<boolean>;
-  removeConnection(appId: string, socketId: string): Promise<void>;
+  addConnection(socket: SocketRef & { max: number | null }): Promise<boolean>;
+  removeConnection(socket: SocketRef): Promise<void>;
   connectionCount(appId: string): Promise<number>;
 
   /** `occupied` when this is the channel's first subscriber anywhere. */
-  addSubscription(
-    appId: string,
-    channel: string,
-    socketId: string,
-  ): Promise<{ occupied: boolean }>;
+  addSubscription(subscription: SubscriptionRef): Promise<{ occupied: boolean }>;
   /** `vacated` when this was the channel's last subscriber anywhere. */
-  removeSubscription(
-    appId: string,
-    channel: string,
-    socketId: string,
-  ): Promise<{ vacated: boolean }>;
+  removeSubscription(subscription: SubscriptionRef): Promise<{ vacated: boolean }>;
 
   /**
    * Adds a socket as `userId` to a presence channel. `first` is true when this is the user's
@@ -95,30 +108,22 @@ export interface State {
    * `maxMembers` other users. `members` is the channel's member list after the join.
    */
   joinPresence(
-    appId: string,
-    channel: string,
-    socketId: string,
-    userId: string,
-    userInfo: unknown,
-    maxMembers: number,
+    member: MemberRef & { userInfo: unknown; maxMembers: number },
   ): Promise<JoinResult>;
   /** Removes a socket from a presence channel; `last` when the user has no socket left in it. */
-  leavePresence(
-    appId: string,
-    channel: string,
-    socketId: string,
-    userId: string,
-  ): Promise<{ last: boolean }>;
+  leavePresence(member: MemberRef): Promise<{ last: boolean }>;
   presenceMembers(appId: string, channel: string): Promise<Map<string, unknown>>;
 
   /** Records a signed-in socket; `first` when it is the user's first anywhere (goes online). */
-  signIn(appId: string, userId: string, socketId: string): Promise<{ first: boolean }>;
+  signIn(user: SignInRef): Promise<{ first: boolean }>;
   /** `last` when the user has no signed-in socket left anywhere (goes offline). */
-  signOut(appId: string, userId: string, socketId: string): Promise<{ last: boolean }>;
+  signOut(user: SignInRef): Promise<{ last: boolean }>;
   /** Which of these users have a signed-in socket somewhere. */
   onlineUsers(appId: string, userIds: readonly string[]): Promise<string[]>;
 
-  setCache(appId: string, channel: string, event: CachedEvent, ttlSeconds: number): Promise<void>;
+  setCache(
+    entry: { appId: string; channel: string; event: CachedEvent; ttlSeconds: number },
+  ): Promise<void>;
   /** The cached event with its remaining TTL in seconds, if any. */
   getCache(appId: string, channel: string): Promise<(CachedEvent & { ttl: number }) | undefined>;
 

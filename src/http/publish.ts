@@ -30,14 +30,16 @@ export async function publish(
   // Cache channels keep the last event for later subscribers, even with none now.
   const cached = event.channels.filter((channel) => channelType(channel)?.cache);
   if (cached.length === 0) return;
-  await Promise.all(cached.map((channel) =>
-    node.cluster.state.setCache(
-      app.id,
-      channel,
-      { event: event.name, data: event.data },
-      app.cache_ttl,
-    )
-  ));
+  await Promise.all(
+    cached.map((channel) =>
+      node.cluster.state.setCache({
+        appId: app.id,
+        channel,
+        event: { event: event.name, data: event.data },
+        ttlSeconds: app.cache_ttl,
+      })
+    ),
+  );
 }
 
 /** The counts the event's `info` asked for, per channel. */
