@@ -10,7 +10,8 @@ import { isPresence } from "./channels/kinds.ts";
 import { ChannelRegistry } from "./channels/registry.ts";
 import type { AppConfig, Config } from "./config.ts";
 import { Connection } from "./connection.ts";
-import type { Cluster, ClusterChange, NodeSnapshot } from "./cluster/types.ts";
+import type { Cluster, ClusterChange, ClusterParts, NodeSnapshot } from "./cluster/index.ts";
+import type { WebhookQueue } from "./webhooks/types.ts";
 import { errorMessage, type Logger } from "./log.ts";
 import { ErrorCode } from "./protocol/codes.ts";
 import {
@@ -62,16 +63,21 @@ export class ChorusNode {
   /** Channels whose subscription count changed here and is not announced yet: app id -> names. */
   readonly #countsChanged = new Map<string, Set<string>>();
 
+  readonly cluster: Cluster;
+  readonly #webhookQueue: WebhookQueue;
+
   constructor(
     readonly config: Config,
     readonly adapter: RuntimeAdapter,
-    readonly cluster: Cluster,
+    parts: ClusterParts & { metrics: Metrics },
     readonly log: Logger,
   ) {
     this.appsByKey = new Map(config.apps.map((app) => [app.key, app]));
     this.appsById = new Map(config.apps.map((app) => [app.id, app]));
-    this.metrics = cluster.metrics;
-    this.webhooks = new WebhookDispatcher(cluster.webhooks, config.webhooks, log, this.metrics);
+    this.cluster = parts.cluster;
+    this.metrics = parts.metrics;
+    this.#webhookQueue = parts.webhookQueue;
+    this.webhooks = new WebhookDispatcher(parts.webhookQueue, config.webhooks, log, this.metrics);
     if (config.ipConnectionRate) this.ipConnections = new KeyedRateLimiter(config.ipConnectionRate);
     for (const app of config.apps) {
       if (app.api_rate_limit) {
@@ -299,7 +305,7 @@ export class ChorusNode {
       channels,
       busConnected: this.cluster.bus.ready,
       draining: this.draining,
-      webhookDeadLetters: await this.cluster.webhooks.deadLetterCount().catch(() => -1),
+      webhookDeadLetters: await this.#webhookQueue.deadLetterCount().catch(() => -1),
     };
   }
 

@@ -1,12 +1,11 @@
 /** Starts a Chorus node on a runtime adapter. Both entry files (src/bun.ts, src/deno.ts) call this. */
 import { Hono } from "hono";
-import { LocalCluster } from "./cluster/local.ts";
-import { RedisCluster } from "./cluster/redis.ts";
-import type { Cluster } from "./cluster/types.ts";
+import { createCluster } from "./cluster/index.ts";
 import type { Config } from "./config.ts";
 import { createHttpApp, metricsHandler } from "./http/app.ts";
 import { createLogger, errorMessage, type Logger } from "./log.ts";
 import { DescriptorWatch } from "./fds.ts";
+import { Metrics } from "./metrics.ts";
 import { ChorusNode } from "./node.ts";
 import { configSummary, expectedCapacity, openFileLimit } from "./ops.ts";
 import type { RunningServer, RuntimeAdapter, ServeOptions } from "./runtime.ts";
@@ -54,10 +53,11 @@ export async function startServer(
   log: Logger = createLogger(config.logLevel),
 ): Promise<ChorusServer> {
   const nodeId = `${config.cluster.region}-${crypto.randomUUID().slice(0, 8)}`;
-  const cluster: Cluster = config.cluster.driver === "redis"
-    ? new RedisCluster(config.cluster, nodeId, log)
-    : new LocalCluster(nodeId, config.cluster.region);
-  const node = new ChorusNode(config, adapter, cluster, log);
+  // The wiring: metrics, the cluster driver and the webhook queue are made here, then handed in.
+  const metrics = new Metrics();
+  const parts = createCluster(config.cluster, nodeId, log, metrics);
+  const node = new ChorusNode(config, adapter, { ...parts, metrics }, log);
+  const { cluster } = parts;
   await node.start();
   const fileLimit = openFileLimit();
   const reportAcceptError = acceptErrorReporter(node, log);

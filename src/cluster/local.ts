@@ -1,7 +1,5 @@
 /** The single-process cluster: in-memory state, and a bus that delivers straight to this node. */
 import { isPresence } from "../channels/kinds.ts";
-import { Metrics } from "../metrics.ts";
-import { MemoryWebhookQueue } from "../webhooks/memory-queue.ts";
 import type {
   Bus,
   CachedEvent,
@@ -264,9 +262,6 @@ class LocalBus implements Bus {
 export class LocalCluster implements Cluster {
   readonly bus = new LocalBus();
   readonly state = new LocalState();
-
-  readonly metrics = new Metrics();
-  readonly webhooks = new MemoryWebhookQueue();
 
   constructor(readonly nodeId: string, readonly region: string) {}
 

@@ -10,8 +10,7 @@
 import { Redis } from "ioredis";
 import type { ClusterConfig } from "../config.ts";
 import { errorMessage, type Logger } from "../log.ts";
-import { Metrics } from "../metrics.ts";
-import { RedisWebhookQueue } from "../webhooks/redis-queue.ts";
+import type { Metrics } from "../metrics.ts";
 import { PROBE_INTERVAL_MS, RedisBus } from "./redis-bus.ts";
 import { RedisKeys } from "./keys.ts";
 import { connectionOptions, RedisLink } from "./redis-link.ts";
@@ -48,10 +47,8 @@ export class RedisCluster implements Cluster {
   readonly nodeId: string;
   readonly region: string;
   readonly link: RedisLink;
-  readonly metrics = new Metrics();
   readonly bus: RedisBus;
   readonly state: RedisState;
-  readonly webhooks: RedisWebhookQueue;
   readonly #leaseMs: number;
   readonly #log: Logger;
   #host: ClusterHost | undefined;
@@ -64,7 +61,7 @@ export class RedisCluster implements Cluster {
   #departures: Departure[] = [];
   #registering: Promise<void> | undefined;
 
-  constructor(config: ClusterConfig, nodeId: string, log: Logger) {
+  constructor(config: ClusterConfig, nodeId: string, log: Logger, metrics: Metrics) {
     this.nodeId = nodeId;
     this.region = config.region;
     this.#leaseMs = config.leaseMs;
@@ -82,9 +79,8 @@ export class RedisCluster implements Cluster {
       // The bus resubscribes itself, to know when it is done and check what it missed.
       connectionOptions(timeout, { maxRetriesPerRequest: null, autoResubscribe: false }),
     );
-    this.bus = new RedisBus(this.link, publisher, subscriber, this.metrics, log);
+    this.bus = new RedisBus(this.link, publisher, subscriber, metrics, log);
     this.state = new RedisState(this.link, (departure) => this.#writeFailed(departure));
-    this.webhooks = new RedisWebhookQueue(commands, this.link.keys);
   }
 
   get #connections(): Redis[] {

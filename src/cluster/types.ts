@@ -1,6 +1,3 @@
-import type { Metrics } from "../metrics.ts";
-import type { WebhookQueue } from "../webhooks/types.ts";
-
 /** The shared state or bus cannot answer now (Redis down or hung): the HTTP API answers 503. */
 export class ClusterUnavailable extends Error {
   override name = "ClusterUnavailable";
@@ -179,13 +176,9 @@ export interface ClusterHost {
 
 export interface Cluster {
   readonly nodeId: string;
-  /** Where the bus records delivery latency and publish failures. */
-  readonly metrics: Metrics;
   readonly region: string;
   readonly bus: Bus;
   readonly state: State;
-  /** Where webhook jobs wait: shared by the cluster so any node can send or retry them. */
-  readonly webhooks: WebhookQueue;
   start(host: ClusterHost): Promise<void>;
   /** Removes this node's share of the state and announces what that changes. */
   leave(): Promise<void>;
