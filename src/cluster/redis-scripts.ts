@@ -279,7 +279,8 @@ return remove_node(NODE_ID)
  *   'C', app, socket | 'S', app, channel, socket | 'P', app, channel, socket, user
  *   | 'U', app, socket, user: departures whose write failed
  * Entries of sockets the node no longer has are removed; departures are applied so that a user
- * or channel that is gone now is announced as gone, also when Redis forgot it ever was there.
+ * or channel that is gone now is announced as gone, also when Redis forgot it ever was there
+ * (but not again when a sweep removed, and announced, the node's whole share).
  * → { joined, left }, each groups of five. Joins are only announced when a sweep had removed
  * (and announced) the node; after Redis lost its data nobody was told they left.
  */
@@ -336,8 +337,9 @@ while i <= #ARGV do
   end
 end
 -- After the re-adds, so that a user still present through another socket is not announced.
+-- A sweep already announced everything the node held as gone: then only what really goes now.
 for _, f in ipairs(departures) do
-  reverse(f[1], f, add_left, true)
+  reverse(f[1], f, add_left, not announce)
   redis.call('SREM', NODE, table.concat(f, '\\t'))
 end
 return { joined, left }
