@@ -1,8 +1,9 @@
 /**
- * Subscribe authorization: one authorizer per channel kind (protocol.md §3), behind `authorize`.
+ * Subscribe authorization: one authorizer per channel kind (protocol.md §3, §4), behind
+ * `authorize`.
  * Cache channels (`cache-`, `private-cache-`, `private-encrypted-cache-`, `presence-cache-`)
  * authorize as their kind; what makes them cache channels happens after the subscribe
- * (src/session/subscribe.ts).
+ * (src/session/subscribe.ts; protocol.md §6).
  */
 import { Buffer } from "node:buffer";
 import { verifySocketAuth } from "../auth.ts";

@@ -1,4 +1,4 @@
-/** Client events (protocol.md §6): checks, a token bucket per socket, relay, webhook. */
+/** Client events (protocol.md §5): checks, a token bucket per socket, relay, webhook. */
 import { TokenBucket } from "../limits.ts";
 import { ErrorCode } from "../protocol/codes.ts";
 import { channelEventFrame } from "../protocol/encode.ts";

@@ -19,10 +19,7 @@ export class Liveness {
     this.pingSentAt = 0;
   }
 
-  /**
-   * Called by the sweep once a second. A send buffer over budget comes first: such a socket
-   * cannot take a ping either. Notes the ping it asks for.
-   */
+  /** Called by the sweep once a second; a send buffer over budget comes first. Notes a ping. */
   check(
     now: number,
     timeouts: { activity_timeout: number; pong_timeout: number },

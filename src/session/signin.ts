@@ -1,4 +1,4 @@
-/** User sign-in (protocol.md §5): the user's control channel, watchlists, online / offline. */
+/** User sign-in (protocol.md §8): the user's control channel, watchlists, online / offline. */
 import { verifySocketAuth } from "../auth.ts";
 import { userControlChannel, watchersChannel } from "../channels/internal.ts";
 import { parseUserData, type SignedInUser } from "../channels/members.ts";

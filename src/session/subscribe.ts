@@ -1,4 +1,7 @@
-/** Subscribe, unsubscribe and leave (protocol.md §3): local membership, cluster state, events. */
+/**
+ * Subscribe, unsubscribe and leave (protocol.md §3, §4, §6): local membership, cluster state,
+ * announcements.
+ */
 import { userControlChannel } from "../channels/internal.ts";
 import { channelType } from "../channels/kinds.ts";
 import {
