@@ -9,7 +9,7 @@ import { isUserControlChannel, watchersChannel } from "./channels/internal.ts";
 import { isPresence } from "./channels/kinds.ts";
 import { ChannelRegistry } from "./channels/registry.ts";
 import type { AppConfig, Config } from "./config.ts";
-import { Connection } from "./connection.ts";
+import { Connection, type LocalSession, type SessionPorts } from "./session/index.ts";
 import type { Cluster, ClusterChange, ClusterParts, NodeSnapshot } from "./cluster/index.ts";
 import type { WebhookQueue } from "./webhooks/types.ts";
 import { errorMessage, type Logger } from "./log.ts";
@@ -24,7 +24,7 @@ import { WebhookDispatcher } from "./webhooks/dispatcher.ts";
 import type { DescriptorWatch } from "./fds.ts";
 import { KeyedRateLimiter } from "./limits.ts";
 import type { GaugeReadings, Metrics } from "./metrics.ts";
-import type { FanOut, RuntimeAdapter } from "./runtime.ts";
+import type { FanOut, RuntimeAdapter, SocketSession } from "./runtime.ts";
 
 const LIVENESS_SWEEP_MS = 1_000;
 /** How often the node checks that its cluster bus works (`CHORUS_BUS_GRACE_MS` resolution). */
@@ -34,12 +34,12 @@ const CLOSE_HANDSHAKE_GRACE_MS = 2_000;
 
 export class ChorusNode {
   /** Open connections of this node by socket id. */
-  readonly connections = new Map<string, Connection>();
+  readonly connections = new Map<string, LocalSession>();
   /** Open descriptors near the process's limit: new sockets are refused (src/fds.ts). */
   descriptors: DescriptorWatch | undefined;
   /** Sockets whose admission (quota check) is in flight. */
   readonly opening = new Set<string>();
-  readonly registry = new ChannelRegistry<Connection>();
+  readonly registry = new ChannelRegistry<LocalSession>();
   readonly appsByKey: ReadonlyMap<string, AppConfig>;
   readonly appsById: ReadonlyMap<string, AppConfig>;
   readonly metrics: Metrics;
@@ -65,6 +65,8 @@ export class ChorusNode {
 
   readonly cluster: Cluster;
   readonly #webhookQueue: WebhookQueue;
+  /** What every session works through, built once (src/session/ports.ts). */
+  readonly #sessionPorts: SessionPorts;
 
   constructor(
     readonly config: Config,
@@ -84,6 +86,20 @@ export class ChorusNode {
         this.apiRequests.set(app.id, new KeyedRateLimiter(app.api_rate_limit));
       }
     }
+    this.#sessionPorts = {
+      state: this.cluster.state,
+      bus: this.cluster.bus,
+      membership: this.registry,
+      announcements: {
+        announce: (change, except) => this.announce(change, except),
+        countChanged: (app, channel) => this.countChanged(app, channel),
+        webhooks: this.webhooks,
+      },
+      clock: { now: () => this.now() },
+      metrics: this.metrics,
+      log,
+      node: this,
+    };
   }
 
   /** Ready to accept: not draining and the cluster bus is connected. */
@@ -109,7 +125,7 @@ export class ChorusNode {
   }
 
   /** Sends 4200 to `connections` in up to 100 slices spread over `windowMs`. */
-  async #closeSpread(connections: Connection[], windowMs: number, reason: string): Promise<void> {
+  async #closeSpread(connections: LocalSession[], windowMs: number, reason: string): Promise<void> {
     const slices = Math.max(1, Math.min(connections.length, 100));
     const perSlice = Math.ceil(connections.length / slices);
     for (let slice = 0; slice < slices; slice++) {
@@ -274,7 +290,7 @@ export class ChorusNode {
    * A publish left a socket's send buffer over budget: close such sockets with 4100 now, while
    * the error and close frames still fit behind what is queued (the sweep would be a second late).
    */
-  #checkSlowConsumers(subscribers: ReadonlySet<Connection>): void {
+  #checkSlowConsumers(subscribers: ReadonlySet<LocalSession>): void {
     const budget = this.config.socketBufferLimit;
     for (const connection of subscribers) {
       if (connection.socket.bufferedAmount() > budget) connection.terminateSlowConsumer();
@@ -340,13 +356,13 @@ export class ChorusNode {
   }
 
   /** Builds the session for a socket that asks to open at `/app/{key}`. */
-  accept(c: Context): Connection {
+  accept(c: Context): SocketSession {
     const { app, refusal } = admit({
       appKey: c.req.param("key") ?? "",
       protocol: c.req.query("protocol"),
       origin: c.req.header("origin"),
     }, this.appsByKey);
-    return new Connection(this, app, refusal);
+    return new Connection(this.#sessionPorts, app, refusal);
   }
 
   /** Fan-out goes through the server that holds the sockets (never a metrics listener). */

@@ -1,0 +1,95 @@
+/**
+ * Subscribe authorization: one authorizer per channel kind (protocol.md §3, §4), behind
+ * `authorize`.
+ * Cache channels (`cache-`, `private-cache-`, `private-encrypted-cache-`, `presence-cache-`)
+ * authorize as their kind; what makes them cache channels happens after the subscribe
+ * (src/session/subscribe.ts; protocol.md §6).
+ */
+import { Buffer } from "node:buffer";
+import { verifySocketAuth } from "../auth.ts";
+import type { ChannelKind } from "../channels/kinds.ts";
+import { userOfChannel } from "../channels/kinds.ts";
+import { type Member, parseChannelData, type SignedInUser } from "../channels/members.ts";
+import type { AppConfig } from "../config.ts";
+import { subscriptionErrorFrame } from "../protocol/encode.ts";
+import type { SubscribeRequest } from "../protocol/frames.ts";
+
+export interface AuthorizeRequest {
+  app: AppConfig;
+  socketId: string;
+  /** The socket's signed-in user, if any. */
+  user: SignedInUser | undefined;
+  /** A valid channel name of kind `kind`. */
+  name: string;
+  kind: ChannelKind;
+  request: SubscribeRequest;
+}
+
+/** The presence member it joins as (none for other kinds), or the subscription_error frame. */
+export type Authorization = Partial<Member> | { error: string };
+
+type Authorizer = (request: AuthorizeRequest, refuse: Refuse) => Authorization;
+type Refuse = (
+  type: "AuthError" | "InvalidRequest" | "LimitReached",
+  why: string,
+  status: 400 | 401 | 403,
+) => { error: string };
+
+const publicChannel: Authorizer = () => ({});
+
+const userChannel: Authorizer = ({ user, name }, refuse) =>
+  user !== undefined && user.id === userOfChannel(name)
+    ? {}
+    : refuse("AuthError", "Connection is not signed in as this user", 403);
+
+/** Private and encrypted channels: a signature over `socket_id:channel`. */
+const signedChannel: Authorizer = ({ app, socketId, name, request }, refuse) => {
+  if (!request.auth) return refuse("AuthError", "Missing auth", 401);
+  return verifySocketAuth(request.auth, app, `${socketId}:${name}`)
+    ? {}
+    : refuse("AuthError", "Invalid signature", 401);
+};
+
+const presenceChannel: Authorizer = ({ app, socketId, user, name, request }, refuse) => {
+  const channelData = request.channel_data;
+  if (channelData === undefined && !user) {
+    return refuse("InvalidRequest", "Presence channels need channel_data", 400);
+  }
+  if (!request.auth) return refuse("AuthError", "Missing auth", 401);
+  // A signed-in socket may omit channel_data: its user_data says who it is.
+  const signed = channelData === undefined
+    ? `${socketId}:${name}`
+    : `${socketId}:${name}:${channelData}`;
+  if (!verifySocketAuth(request.auth, app, signed)) {
+    return refuse("AuthError", "Invalid signature", 401);
+  }
+  const member = channelData === undefined
+    ? { userId: user!.id, userInfo: user!.userInfo }
+    : parseChannelData(channelData);
+  if (typeof member === "string") return refuse("InvalidRequest", member, 400);
+  const size = Buffer.byteLength(JSON.stringify(member.userInfo) ?? "");
+  if (size > app.max_presence_member_size) {
+    return refuse(
+      "LimitReached",
+      `user_info is ${size} bytes, over the limit of ${app.max_presence_member_size}`,
+      403,
+    );
+  }
+  return member;
+};
+
+const AUTHORIZERS: Record<ChannelKind, Authorizer> = {
+  public: publicChannel,
+  user: userChannel,
+  private: signedChannel,
+  encrypted: signedChannel,
+  presence: presenceChannel,
+};
+
+/** Checks a subscribe request's auth; answers the presence member it joins as. */
+export function authorize(request: AuthorizeRequest): Authorization {
+  const refuse: Refuse = (type, why, status) => ({
+    error: subscriptionErrorFrame(request.name, type, why, status),
+  });
+  return AUTHORIZERS[request.kind](request, refuse);
+}

@@ -1,0 +1,279 @@
+/**
+ * One socket's life as a small state machine (opening -> open -> closed): open checks and
+ * admission, frames in order (src/session/frame-queue.ts) to their handlers, and one way to close
+ * that releases everything once. The work of each frame lives beside it: subscribe.ts,
+ * signin.ts, client-events.ts, liveness.ts.
+ */
+import type { Refusal } from "../admission.ts";
+import type { AppConfig } from "../config.ts";
+import type { SignedInUser } from "../channels/members.ts";
+import { CLOSE_MESSAGE_TOO_BIG, ErrorCode } from "../protocol/codes.ts";
+import {
+  connectionEstablishedFrame,
+  errorFrame,
+  pingFrame,
+  pongFrame,
+} from "../protocol/encode.ts";
+import { type ClientFrame, parseClientFrame } from "../protocol/frames.ts";
+import type { SocketHandle, SocketSession } from "../runtime.ts";
+import { errorMessage } from "../log.ts";
+import { ClientEvents } from "./client-events.ts";
+import type { SessionContext } from "./context.ts";
+import { FrameQueue, OVERSIZED, type Step, tooBig } from "./frame-queue.ts";
+import { InternalChannels } from "./internal-channels.ts";
+import { Liveness } from "./liveness.ts";
+import type { LocalSession, SessionPorts, Subscription } from "./ports.ts";
+import { signin, signout } from "./signin.ts";
+import { leave, subscribe, unsubscribe } from "./subscribe.ts";
+
+export class Connection implements SocketSession, LocalSession {
+  socket!: SocketHandle;
+  readonly socketId: string;
+  readonly subscriptions = new Map<string, Subscription>();
+  #state: "opening" | "open" | "closed" = "opening";
+  /** Set when the runtime reports the socket closed (the close handshake is over). */
+  #socketGone = false;
+  #onSocketGone: (() => void) | undefined;
+  #counted = false;
+  readonly #liveness: Liveness;
+  readonly #frames: FrameQueue;
+  /** Built when the app is known (a refused socket has none). */
+  #ctx: SessionContext | undefined;
+  #clientEvents: ClientEvents | undefined;
+
+  constructor(
+    readonly ports: SessionPorts,
+    readonly app: AppConfig | undefined,
+    readonly refusal: Refusal | undefined,
+  ) {
+    this.socketId = ports.node.nextSocketId();
+    this.#liveness = new Liveness(ports.clock.now());
+    this.#frames = new FrameQueue({
+      handle: (data) => this.#handle(data),
+      tooBig: (data) => tooBig(data, this.app!.max_message_size),
+      isClosed: () => this.#isClosed(),
+      fail: (error) => this.#fail(error),
+      overflow: () => this.#closeWithError(ErrorCode.OverCapacity, "Too many frames in flight"),
+    });
+    if (app && !refusal) {
+      this.#ctx = {
+        socketId: this.socketId,
+        app,
+        ports,
+        self: this,
+        subscriptions: this.subscriptions,
+        user: undefined,
+        internal: new InternalChannels(ports, app.id, this),
+        isClosed: () => this.#isClosed(),
+        send: (frame) => this.#send(frame),
+        sendError: (code, message) => this.#sendError(code, message),
+      };
+    }
+  }
+
+  /** Set once `pusher:signin` succeeded. */
+  get user(): SignedInUser | undefined {
+    return this.#ctx?.user;
+  }
+
+  /** Resolves when the runtime reports the socket closed (the close handshake is over). */
+  socketClosed(): Promise<void> {
+    if (this.#socketGone) return Promise.resolve();
+    return new Promise((resolve) => this.#onSocketGone = resolve);
+  }
+
+  get isOpen(): boolean {
+    return this.#state === "open";
+  }
+
+  /** A method rather than a comparison: the state changes across awaits. */
+  #isClosed(): boolean {
+    return this.#state === "closed";
+  }
+
+  onOpen(socket: SocketHandle): void {
+    this.socket = socket;
+    if (this.refusal || !this.app) {
+      const { code, message } = this.refusal ?? { code: ErrorCode.AppNotFound, message: "" };
+      this.#state = "closed";
+      this.ports.log.info("connection refused", { code, reason: message });
+      this.ports.metrics.connectionsRefused.inc({ code: String(code) });
+      this.#send(errorFrame(code, message));
+      socket.close(code, message);
+      return;
+    }
+    this.ports.node.opening.add(this.socketId);
+    this.#frames.run(this.#admit(this.app));
+  }
+
+  async #admit(app: AppConfig): Promise<void> {
+    const { state, node, log, metrics } = this.ports;
+    const admitted = await state.addConnection({
+      appId: app.id,
+      socketId: this.socketId,
+      max: app.max_connections,
+    });
+    node.opening.delete(this.socketId);
+    if (this.#isClosed()) {
+      if (admitted) await state.removeConnection({ appId: app.id, socketId: this.socketId });
+      return;
+    }
+    if (!admitted) {
+      log.info("connection refused", { app: app.id, code: 4004, reason: "quota" });
+      metrics.connectionsRefused.inc({ code: "4004" });
+      this.#closeWithError(ErrorCode.OverConnectionQuota, "Application is over connection quota");
+      return;
+    }
+    this.#counted = true;
+    this.#state = "open";
+    metrics.connectionsOpened.inc({ app: app.id });
+    node.connections.set(this.socketId, this);
+    this.#send(connectionEstablishedFrame(this.socketId, app.activity_timeout));
+  }
+
+  onMessage(data: unknown): void {
+    if (this.#isClosed()) return;
+    this.ports.metrics.messagesIn++;
+    this.#liveness.seen(this.ports.clock.now());
+    this.#frames.push(data);
+  }
+
+  /**
+   * A step failed, typically because the cluster state did not answer in time: what this socket
+   * holds may not be recorded, so it is told to reconnect (and its leave is written later).
+   */
+  #fail(error: unknown): void {
+    this.ports.log.warn("connection step failed: telling the socket to reconnect", {
+      socket_id: this.socketId,
+      error: errorMessage(error),
+    });
+    this.#closeWithError(ErrorCode.GenericReconnect, "Cluster state unavailable; reconnect");
+  }
+
+  #handle(data: unknown): Step {
+    if (data === OVERSIZED || tooBig(data, this.app!.max_message_size)) {
+      this.#close(CLOSE_MESSAGE_TOO_BIG, "Message too big");
+      return;
+    }
+    if (typeof data !== "string") {
+      this.#sendError(ErrorCode.GenericReconnect, "Binary frames are not supported");
+      return;
+    }
+    const parsed = parseClientFrame(data);
+    if (!parsed.ok) {
+      this.#sendError(ErrorCode.GenericReconnect, parsed.error);
+      return;
+    }
+    const { log } = this.ports;
+    if (log.enabled("debug")) log.debug("frame in", { socket_id: this.socketId, frame: data });
+    return this.#dispatch(this.#ctx!, parsed.frame);
+  }
+
+  #dispatch(ctx: SessionContext, frame: ClientFrame): Step {
+    switch (frame.kind) {
+      case "ping":
+        this.#send(pongFrame());
+        return;
+      case "pong":
+        return;
+      case "subscribe":
+        return subscribe(ctx, frame.data);
+      case "unsubscribe":
+        return unsubscribe(ctx, frame.channel);
+      case "signin":
+        return signin(ctx, frame.data);
+      case "client-event":
+        this.#clientEvents ??= new ClientEvents(ctx);
+        this.#clientEvents.handle(frame.event, frame.channel, frame.data);
+        return;
+    }
+  }
+
+  /** Called by the liveness sweep once a second: pings, pong timeouts, slow consumers. */
+  checkLiveness(now: number): void {
+    if (this.#state !== "open") return;
+    const buffered = this.socket.bufferedAmount();
+    const limit = this.ports.node.config.socketBufferLimit;
+    switch (this.#liveness.check(now, this.app!, buffered, limit)) {
+      case "slow_consumer":
+        this.terminateSlowConsumer();
+        return;
+      case "ping":
+        this.#send(pingFrame());
+        return;
+      case "pong_timeout":
+        this.#closeWithError(ErrorCode.PongTimeout, "Pong reply not received in time");
+        return;
+    }
+  }
+
+  terminateSlowConsumer(): void {
+    this.#closeWithError(ErrorCode.OverCapacity, "Client is too slow to receive its messages");
+  }
+
+  /** Server-side close (terminate, drain): error frame, then close with the same code. */
+  terminate(code: number, message: string): void {
+    this.#closeWithError(code, message);
+  }
+
+  #send(frame: string): void {
+    this.socket.send(frame);
+    const { metrics } = this.ports;
+    metrics.messagesOut++;
+    metrics.bytesOut += frame.length;
+  }
+
+  #sendError(code: number, message: string): void {
+    this.#send(errorFrame(code, message));
+  }
+
+  #closeWithError(code: number, message: string): void {
+    if (this.#isClosed()) return;
+    this.#send(errorFrame(code, message));
+    this.#close(code, message);
+  }
+
+  #close(code: number, reason: string): void {
+    if (this.#isClosed()) return;
+    this.socket.close(code, reason);
+    this.#release(code);
+  }
+
+  /** The runtime reports the socket closed (either side started it). */
+  onClose(code: number): void {
+    this.#release(code);
+    this.#socketGone = true;
+    this.#onSocketGone?.();
+  }
+
+  /** Leaves every channel and frees the quota slot, once. */
+  #release(code: number): void {
+    const { node, metrics, state, log } = this.ports;
+    node.opening.delete(this.socketId);
+    if (this.#isClosed() && !this.#counted) return;
+    this.#state = "closed";
+    node.connections.delete(this.socketId);
+    const app = this.app;
+    const ctx = this.#ctx;
+    if (!app || !ctx || !this.#counted) return;
+    metrics.connectionsClosed.inc({ app: app.id, code: String(code) });
+    this.#counted = false;
+    const subscriptions = [...this.subscriptions];
+    this.subscriptions.clear();
+    const user = this.user;
+    const cleanup = Promise.all([
+      ...subscriptions.map(([name, sub]) => leave(ctx, name, sub)),
+      user ? signout(ctx, user) : undefined,
+    ])
+      .then(() => state.removeConnection({ appId: app.id, socketId: this.socketId }))
+      .catch((error) =>
+        // The cluster writes what failed when Redis answers again (src/cluster/redis.ts).
+        log.warn("leave not written yet", {
+          socket_id: this.socketId,
+          error: errorMessage(error),
+        })
+      )
+      .finally(() => node.cleanups.delete(cleanup));
+    node.cleanups.add(cleanup);
+  }
+}

@@ -1,0 +1,21 @@
+/** What the session's parts (subscribe, sign-in, client events) see of the session they serve. */
+import type { AppConfig } from "../config.ts";
+import type { SignedInUser } from "../channels/members.ts";
+import type { InternalChannels } from "./internal-channels.ts";
+import type { LocalSession, SessionPorts, Subscription } from "./ports.ts";
+
+export interface SessionContext {
+  readonly socketId: string;
+  readonly app: AppConfig;
+  readonly ports: SessionPorts;
+  /** The session itself, as local channels hold it. */
+  readonly self: LocalSession;
+  readonly subscriptions: Map<string, Subscription>;
+  /** Set once `pusher:signin` succeeded. */
+  user: SignedInUser | undefined;
+  readonly internal: InternalChannels;
+  /** A method rather than a field: the state changes across awaits. */
+  isClosed(): boolean;
+  send(frame: string): void;
+  sendError(code: number, message: string): void;
+}

@@ -1,0 +1,108 @@
+/**
+ * The narrow ports a session works through, instead of the whole node. The node builds them once
+ * (src/node.ts) and hands them to every session it accepts; tests hand in fakes.
+ */
+import type { Config } from "../config.ts";
+import type { AppConfig } from "../config.ts";
+import type { LocalChannel } from "../channels/registry.ts";
+import type { SignedInUser } from "../channels/members.ts";
+import type { ChannelKind } from "../channels/kinds.ts";
+import type { Bus, ClusterChange, State } from "../cluster/types.ts";
+import type { Logger } from "../log.ts";
+import type { Metrics } from "../metrics.ts";
+import type { SocketHandle, Subscriber } from "../runtime.ts";
+import type { WebhookDispatcher } from "../webhooks/dispatcher.ts";
+
+/** One channel a session holds. */
+export interface Subscription {
+  channel: LocalChannel<LocalSession>;
+  kind: ChannelKind;
+  /** Presence user id this socket joined as, with its user_info. */
+  userId?: string;
+  userInfo?: unknown;
+}
+
+/** What the node sees of one of its sessions (fan-out, sweep, drain, snapshot, gauges). */
+export interface LocalSession extends Subscriber {
+  readonly socket: SocketHandle;
+  readonly socketId: string;
+  readonly app: AppConfig | undefined;
+  readonly subscriptions: ReadonlyMap<string, Subscription>;
+  readonly user: SignedInUser | undefined;
+  readonly isOpen: boolean;
+  /** Resolves when the runtime reports the socket closed (the close handshake is over). */
+  socketClosed(): Promise<void>;
+  /** Called by the liveness sweep once a second: pings, pong timeouts, slow consumers. */
+  checkLiveness(now: number): void;
+  terminateSlowConsumer(): void;
+  /** Server-side close (terminate, drain): error frame, then close with the same code. */
+  terminate(code: number, message: string): void;
+}
+
+/** Presence and counts: the cluster state, whole (every call a session makes is a state rule). */
+export type StatePort = State;
+
+/** Cluster fan-out: interest in channels and relaying client / member events. */
+export type BusPort = Pick<Bus, "listen" | "unlisten" | "relay">;
+
+/** Local channel membership (src/channels/registry.ts); its fan-out topic follows it. */
+export interface MembershipPort {
+  /** Adds a subscriber to a local channel. */
+  add(
+    appId: string,
+    name: string,
+    session: LocalSession,
+  ): { channel: LocalChannel<LocalSession> };
+  /** Removes a subscriber; `last` when the channel has no subscriber left on this node. */
+  remove(channel: LocalChannel<LocalSession>, session: LocalSession): { last: boolean };
+}
+
+/** Changes other sockets and webhooks hear about. */
+export interface AnnouncementsPort {
+  /** Tells sockets (on every node) and webhooks about a change decided by the cluster state. */
+  announce(change: ClusterChange, exceptSocketId?: string): Promise<void>;
+  /** Notes a subscription count change; announced by the node's sweep (coalesced). */
+  countChanged(app: AppConfig, channel: string): void;
+  webhooks: Pick<WebhookDispatcher, "emit" | "wants">;
+}
+
+export interface Clock {
+  /** Milliseconds, as `Date.now()`. */
+  now(): number;
+}
+
+/** The counters a session bumps. */
+export type SessionMetrics = Pick<
+  Metrics,
+  | "connectionsOpened"
+  | "connectionsClosed"
+  | "connectionsRefused"
+  | "rateLimited"
+  | "messagesIn"
+  | "messagesOut"
+  | "bytesOut"
+>;
+
+/** The node-level bits: socket ids, who is open or opening, and cleanups awaited at stop. */
+export interface NodePort {
+  /** Socket ids are unique across the cluster. */
+  nextSocketId(): string;
+  /** Open sessions by socket id. */
+  readonly connections: Map<string, LocalSession>;
+  /** Sockets whose admission (quota check) is in flight. */
+  readonly opening: Set<string>;
+  /** Sessions' leave-everything work after close, awaited before the cluster stops. */
+  readonly cleanups: Set<Promise<unknown>>;
+  readonly config: Pick<Config, "socketBufferLimit">;
+}
+
+export interface SessionPorts {
+  state: StatePort;
+  bus: BusPort;
+  membership: MembershipPort;
+  announcements: AnnouncementsPort;
+  clock: Clock;
+  metrics: SessionMetrics;
+  log: Logger;
+  node: NodePort;
+}
