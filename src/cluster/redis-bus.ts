@@ -14,6 +14,8 @@ import { type Bus, ClusterUnavailable, type LocalDelivery } from "./types.ts";
 export const PROBE_INTERVAL_MS = 500;
 /** Silence after which the path counts as lost. */
 const PROBE_STALE_MS = 1_500;
+/** Relays held while the publisher reconnects, at most (then the oldest are dropped, logged). */
+const MAX_HELD_RELAYS = 10_000;
 
 interface Route {
   appId: string;
@@ -42,6 +44,8 @@ export class RedisBus implements Bus {
    */
   readonly probeKey: string;
   #probeHeardAt = 0;
+  /** Relays made while the publisher was not connected, sent when it is. */
+  #heldRelays: { appId: string; channel: string; frame: string; exceptSocketId?: string }[] = [];
   #subscribedOnce = false;
 
   constructor(
@@ -58,11 +62,13 @@ export class RedisBus implements Bus {
       else this.#receive(redisChannel, message);
     });
     subscriber.on("ready", () => this.#onSubscriberReady());
+    publisher.on("ready", () => this.#sendHeldRelays());
   }
 
   get ready(): boolean {
     return this.publisher.status === "ready" && this.subscriber.status === "ready" &&
-      this.link.commands.status === "ready" && Date.now() - this.#probeHeardAt < PROBE_STALE_MS;
+      this.link.commands.status === "ready" && this.link.shareWritten &&
+      Date.now() - this.#probeHeardAt < PROBE_STALE_MS;
   }
 
   get probeHeard(): boolean {
@@ -80,6 +86,17 @@ export class RedisBus implements Bus {
   reconnect(): void {
     this.log.warn("redis subscriber silent: reconnecting it");
     this.subscriber.disconnect(true);
+  }
+
+  #sendHeldRelays(): void {
+    const held = this.#heldRelays;
+    this.#heldRelays = [];
+    // Written in order on one connection, so they arrive in the order they were made.
+    for (const { appId, channel, frame, exceptSocketId } of held) {
+      this.#publishToOthers(appId, channel, frame, exceptSocketId).catch((error) =>
+        this.log.warn("held relay to other nodes failed", { channel, error: errorMessage(error) })
+      );
+    }
   }
 
   channelKey(appId: string, channel: string): string {
@@ -108,10 +125,12 @@ export class RedisBus implements Bus {
   ): Promise<void> {
     this.deliver(appId, channel, frame, exceptSocketId);
     if (this.publisher.status !== "ready") {
-      this.log.warn("relay not sent to other nodes: Redis is not connected", {
-        app: appId,
-        channel,
-      });
+      // Member and watchlist events decided while the publisher reconnects (the command
+      // connection can be back first) must still reach the other nodes: held, in order.
+      if (this.#heldRelays.push({ appId, channel, frame, exceptSocketId }) > MAX_HELD_RELAYS) {
+        this.#heldRelays.shift();
+        this.log.warn("relay dropped: too many held while Redis is not connected", { channel });
+      }
       return;
     }
     try {

@@ -15,7 +15,8 @@ export type ScriptName = keyof typeof scripts;
 export function connectionOptions(timeoutMs: number, extra: RedisOptions): RedisOptions {
   return {
     // Reconnect with capped backoff, forever: the node stays up and reports not-ready meanwhile.
-    retryStrategy: (times) => Math.min(100 * 2 ** Math.min(times, 5), 2_000),
+    // A short cap: after Redis restarts empty, every node must write its share again quickly.
+    retryStrategy: (times) => Math.min(50 * 2 ** Math.min(times, 4), 500),
     lazyConnect: true,
     // A hung server (or a partition without RST) never answers: give up on the command...
     commandTimeout: timeoutMs,
@@ -34,6 +35,11 @@ export function unavailable(error: unknown): ClusterUnavailable {
 
 export class RedisLink {
   readonly #shas = new Map<ScriptName, string>();
+  /**
+   * This node's share is in Redis as of the current command connection; false from a dropped
+   * connection until it is written again (src/cluster/redis.ts), and the node is not ready.
+   */
+  shareWritten = false;
 
   constructor(
     /** Every key and channel name (src/cluster/keys.ts). */

@@ -97,12 +97,13 @@ export class RedisCluster implements Cluster {
     const { commands } = this.link;
     commands.on("ready", () => this.#onReady());
     commands.on("close", () => {
+      this.link.shareWritten = false;
       if (!this.#stopping && this.#connectedOnce) this.#log.warn("redis connection lost");
     });
     await Promise.all(this.#connections.map((connection) => connection.connect()));
     this.#timers.push(setInterval(() => this.bus.probe(), PROBE_INTERVAL_MS));
-    // Ready once the first probe came back (normally a millisecond).
-    for (let i = 0; i < 100 && !this.bus.probeHeard; i++) {
+    // Ready once the first probe came back and the share is written (normally a millisecond).
+    for (let i = 0; i < 100 && !(this.bus.probeHeard && this.link.shareWritten); i++) {
       this.bus.probe();
       await new Promise((resolve) => setTimeout(resolve, 20));
     }
@@ -156,6 +157,7 @@ export class RedisCluster implements Cluster {
       this.#log.error("writing node state failed", { error: errorMessage(error) });
       return;
     }
+    this.link.shareWritten = true;
     await Promise.all([this.#announce(reply[0], "joined"), this.#announce(reply[1], "left")]);
   }
 
