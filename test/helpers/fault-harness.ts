@@ -8,15 +8,17 @@
 //  (a) every event answered 200 reached every session subscribed (subscription_succeeded) before
 //      its send started and still open DELIVERY_MARGIN_MS after its answer, unless that session
 //      was told to reconnect (pusher:error 4200 or close 4200); a session our client closed itself
-//      during the fault (LEAVER) is not held to events sent after the fault began;
+//      during the fault (LEAVER) is not held to events answered after (the margin before) the fault
+//      began: nobody could tell it that its node missed them;
 //  (b) events answered 503 or failed are never expected (their arrival is only counted);
 //  (c) no 200-event arrives twice in one session (duplicates of other events are only reported);
 //  (d) within CONVERGE_BOUND_MS of the heal, on both nodes, /connections, /channels/{presence}/users
 //      and /channels?info=subscription_count,user_count equal the truth (the subscriber sockets
 //      open now), and so does every open session's presence member list;
 //  (e) no node process died except the ones the test killed;
-//  (f) no session gets member_added for a member already in its view or member_removed for one
-//      not in it, later than JOIN_RACE_MS after it subscribed (earlier ones are only noted);
+//  (f) no session gets member_added for a member already in its view later than JOIN_RACE_MS
+//      after it subscribed (earlier ones, and member_removed for a member not in the view, which
+//      pusher-js ignores, are only noted);
 //  (g) a session sent pusher:error 4200 is closed within 2 s.
 // Every run prints one `FAULT-SUMMARY {json}` line on stdout, plus `FAULT-NOTE` lines for
 // observations that do not fail (join-race member events, duplicates of non-200 events).
@@ -374,7 +376,10 @@ class Subscriber {
           const user = String((data as { user_id?: unknown }).user_id);
           const op = f.event === "pusher_internal:member_added" ? "+" : "-";
           const odd = (op === "+") === s.members.has(user);
-          const late = odd && now() - (s.subscribedAt.pres ?? 0) > JOIN_RACE_MS;
+          // Only a repeated member_added is visible (Echo's `joining` fires again); pusher-js
+          // drops a member_removed for a member it does not have (presence_channel.ts), so a
+          // late departure announcement is only noted.
+          const late = odd && op === "+" && now() - (s.subscribedAt.pres ?? 0) > JOIN_RACE_MS;
           s.memberLog.push({ op, user, at: now(), odd, late });
           if (odd) s.oddities++;
           if (op === "+") s.members.add(user);
@@ -738,14 +743,14 @@ export class FaultCluster {
     };
     if (summary.lateOddities > 0) {
       problems.push(
-        `(f) member_added for a member already in the view / member_removed for one not in it, more than ${JOIN_RACE_MS} ms after the session subscribed, in ${
+        `(f) member_added for a member already in the view, more than ${JOIN_RACE_MS} ms after the session subscribed, in ${
           oddReport(true)
         }`,
       );
     }
     if (summary.presenceOddities > summary.lateOddities) {
       notes.push(
-        `member events contradicting the view within ${JOIN_RACE_MS} ms of subscribing (join race), in ${
+        `member events contradicting the view (within ${JOIN_RACE_MS} ms of subscribing, or a member_removed pusher-js ignores), in ${
           oddReport(false)
         }`,
       );
@@ -821,7 +826,8 @@ export class FaultCluster {
           s.closedAt >= this.#faultAt && s.closedAt <= this.#healAt;
         for (const e of ok) {
           if (subAt >= e.sentAt) continue;
-          if (leftDuringFault && e.sentAt >= this.#faultAt) continue;
+          // Nor for one still on its way when the fault hit (answered within the margin of it).
+          if (leftDuringFault && e.answeredAt! >= this.#faultAt - DELIVERY_MARGIN_MS) continue;
           if (s.closedAt !== undefined && s.closedAt <= e.answeredAt! + DELIVERY_MARGIN_MS) {
             continue;
           }
