@@ -68,7 +68,7 @@ export function expectFrame(model: Model, wire: Wire): Verdict {
   if ("bytes" in wire) {
     if (wire.bytes.length > max) {
       // §2: a frame over max_message_size closes with 1009, binary or not. (Binary frames got
-      // 4200 below the runtime's own limit until src/connection.ts checked their size too.)
+      // 4200 below the runtime's own limit until src/session/frame-queue.ts checked their size too.)
       return { expect: { t: "close", code: 1009 } };
     }
     return err(4200);
