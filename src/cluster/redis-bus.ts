@@ -167,7 +167,7 @@ export class RedisBus implements Bus {
     const timeEnd = message.indexOf("\n", exceptEnd + 1);
     const seqEnd = message.indexOf("\n", timeEnd + 1);
     if (originEnd < 0 || exceptEnd < 0 || timeEnd < 0 || seqEnd < 0) return;
-    this.#advance(route, Number(message.slice(timeEnd + 1, seqEnd)));
+    this.#advance(route, Number(message.slice(timeEnd + 1, seqEnd)), true);
     // Our own publishes were delivered locally already.
     if (message.startsWith(this.#ownPrefix)) return;
     const except = exceptEnd > originEnd + 1 ? message.slice(originEnd + 1, exceptEnd) : undefined;
@@ -177,15 +177,17 @@ export class RedisBus implements Bus {
   }
 
   /**
-   * Moves a channel to sequence `seq` (0: no event since Redis lost its counters). A jump means
-   * events were published that never reached us; a fall means Redis restarted empty, and any
-   * event it numbered since then was missed too.
+   * Moves a channel to sequence `seq`: the number of an event that just arrived (`received`), or
+   * the counter read from Redis. A jump means events were published that never reached us; a
+   * fall (0: no counter) means Redis restarted empty, and every event it numbered since then
+   * that did not arrive here was missed too.
    */
-  #advance(route: Route, seq: number): void {
+  #advance(route: Route, seq: number, received: boolean): void {
     const last = route.seq;
     route.seq = seq;
-    if (last === undefined || seq === last + 1 || seq === last) return;
-    const missed = seq > last ? seq - last - 1 : seq - 1;
+    if (last === undefined) return;
+    const arrived = received ? 1 : 0;
+    const missed = seq >= last ? seq - last - arrived : seq - arrived;
     if (missed <= 0) return;
     this.log.warn("events missed while the subscription was down", {
       app: route.appId,
@@ -310,7 +312,7 @@ export class RedisBus implements Bus {
         route.seq !== before[i] ||
         this.#routes.get(this.channelKey(route.appId, route.channel)) !== route
       ) return;
-      this.#advance(route, Number(current[i] ?? 0));
+      this.#advance(route, Number(current[i] ?? 0), false);
     });
   }
 }
