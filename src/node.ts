@@ -23,6 +23,7 @@ import {
 import { WebhookDispatcher } from "./webhooks/dispatcher.ts";
 import type { DescriptorWatch } from "./fds.ts";
 import { KeyedRateLimiter } from "./limits.ts";
+import { BusWatch, reconnectSpread } from "./reconnect.ts";
 import type { GaugeReadings, Metrics } from "./metrics.ts";
 import type { FanOut, RuntimeAdapter, SocketSession } from "./runtime.ts";
 
@@ -57,9 +58,6 @@ export class ChorusNode {
   #socketSequence = 0;
   #sweep: ReturnType<typeof setInterval> | undefined;
   #busWatch: ReturnType<typeof setInterval> | undefined;
-  /** When the cluster bus was lost (0: it is fine), and whether sockets were told to leave. */
-  #busLostAt = 0;
-  #deaf = false;
   /** Channels whose subscription count changed here and is not announced yet: app id -> names. */
   readonly #countsChanged = new Map<string, Set<string>>();
 
@@ -117,55 +115,11 @@ export class ChorusNode {
     // Stopping the listener would cut close handshakes still in flight (a runtime may answer
     // them with 1001).
     const handshakes = Promise.all(connections.map((connection) => connection.socketClosed()));
-    await this.#closeSpread(connections, windowMs, "Server is shutting down; reconnect");
+    await reconnectSpread(connections, windowMs, "Server is shutting down; reconnect");
     let timer: ReturnType<typeof setTimeout> | undefined;
     const giveUp = new Promise((resolve) => timer = setTimeout(resolve, CLOSE_HANDSHAKE_GRACE_MS));
     await Promise.race([handshakes, giveUp]);
     clearTimeout(timer);
-  }
-
-  /** Sends 4200 to `connections` in up to 100 slices spread over `windowMs`. */
-  async #closeSpread(connections: LocalSession[], windowMs: number, reason: string): Promise<void> {
-    const slices = Math.max(1, Math.min(connections.length, 100));
-    const perSlice = Math.ceil(connections.length / slices);
-    for (let slice = 0; slice < slices; slice++) {
-      const batch = connections.slice(slice * perSlice, (slice + 1) * perSlice);
-      for (const connection of batch) connection.terminate(ErrorCode.GenericReconnect, reason);
-      if (slice < slices - 1) {
-        await new Promise((resolve) => setTimeout(resolve, windowMs / slices));
-      }
-    }
-  }
-
-  /**
-   * No deaf nodes: once the bus has been lost for longer than the grace, a socket here would
-   * miss events, so every socket is told to reconnect (to a node that can receive), and the
-   * receiving connection is rebuilt in case it is silently dead. New sockets are refused
-   * meanwhile (`ready` is false).
-   */
-  #watchBus(): void {
-    if (this.cluster.bus.ready) {
-      if (this.#deaf) this.log.info("cluster bus back: accepting sockets again");
-      this.#busLostAt = 0;
-      this.#deaf = false;
-      return;
-    }
-    const now = this.now();
-    if (this.#busLostAt === 0) this.#busLostAt = now;
-    if (this.#deaf || now - this.#busLostAt < this.config.cluster.busGraceMs) return;
-    this.#deaf = true;
-    const connections = [...this.connections.values()];
-    this.log.warn("cluster bus lost: telling sockets to reconnect elsewhere", {
-      lost_ms: now - this.#busLostAt,
-      connections: connections.length,
-    });
-    this.metrics.busLosses++;
-    this.cluster.bus.reconnect();
-    this.#closeSpread(
-      connections,
-      this.config.cluster.busReconnectSpreadMs,
-      "This node lost the cluster bus; reconnect",
-    );
   }
 
   /** The bus missed events of a channel: its local subscribers must reconnect to catch up. */
@@ -193,7 +147,16 @@ export class ChorusNode {
       announce: (change) => this.announce(change),
       eventsMissed: (appId, channel) => this.eventsMissed(appId, channel),
     });
-    this.#busWatch = setInterval(() => this.#watchBus(), BUS_WATCH_MS);
+    const watch = new BusWatch({
+      bus: this.cluster.bus,
+      graceMs: this.config.cluster.busGraceMs,
+      spreadMs: this.config.cluster.busReconnectSpreadMs,
+      now: () => this.now(),
+      sessions: () => [...this.connections.values()],
+      log: this.log,
+      metrics: this.metrics,
+    });
+    this.#busWatch = setInterval(() => watch.check(), BUS_WATCH_MS);
     this.webhooks.start();
     this.#sweep = setInterval(() => {
       const now = this.now();
