@@ -34,7 +34,7 @@ import {
   waitReady,
 } from "./nodes.ts";
 import { randomPrefix, RedisServer } from "./redis.ts";
-import { channelAuth, signedParams, toQuery } from "./sign.ts";
+import { Api, type ApiResponse, channelAuth } from "./sign.ts";
 import { TcpProxy } from "./tcp-proxy.ts";
 import { delay, until } from "./wait.ts";
 
@@ -87,41 +87,14 @@ const rand = (lo: number, hi: number) => lo + Math.random() * (hi - lo);
 
 // ---- signed HTTP with a timeout ------------------------------------------------------------------
 
-interface HttpAnswer {
-  status: number;
-  text: string;
-  json: unknown;
-}
-
-async function signedFetch(
+/** A signed API call to a fault node, bounded by REQUEST_TIMEOUT_MS. */
+function signedFetch(
   node: ClusterNode,
   method: "GET" | "POST",
   sub: string,
   o: { params?: Record<string, string>; body?: string } = {},
-): Promise<HttpAnswer> {
-  const path = `/apps/${MAIN.id}${sub}`;
-  const params = signedParams({
-    method,
-    path,
-    params: o.params,
-    body: o.body,
-    key: MAIN.key,
-    secret: MAIN.secret,
-  });
-  const res = await fetch(`http://127.0.0.1:${node.port}${path}?${toQuery(params)}`, {
-    method,
-    body: o.body,
-    headers: o.body !== undefined ? { "content-type": "application/json" } : {},
-    signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
-  });
-  const text = await res.text();
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    json = undefined;
-  }
-  return { status: res.status, text, json };
+): Promise<ApiResponse> {
+  return new Api(node, MAIN).request(method, sub, { ...o, timeoutMs: REQUEST_TIMEOUT_MS });
 }
 
 function parseData(data: unknown): unknown {

@@ -99,6 +99,8 @@ export interface RequestOptions {
   tamper?: (params: Record<string, string>) => void;
   /** Send this body instead of the one that was signed. */
   sendBody?: string;
+  /** Abort the request after this long (the fault suite bounds every call). */
+  timeoutMs?: number;
   /** Sign this path instead of the requested one. */
   signPath?: string;
   /** Skip signing entirely. */
@@ -152,6 +154,7 @@ export class Api {
       method,
       body: sent,
       headers: sent !== undefined ? { "content-type": "application/json" } : {},
+      signal: o.timeoutMs === undefined ? undefined : AbortSignal.timeout(o.timeoutMs),
     });
     return await toResponse(res);
   }
