@@ -9,11 +9,13 @@
  * frames: 8 sockets each send one 50 MB binary frame: RSS before, peak, after.
  * flood:  `count` (10 000) sockets connect, then all are dropped: RSS before, peak, after GC.
  */
-import { spawn } from "node:child_process";
-import { readdirSync, readFileSync, readlinkSync, writeFileSync } from "node:fs";
+import { readdirSync, readFileSync, writeFileSync } from "node:fs";
 import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { childEnv } from "../test/support/env.ts";
+import { spawnProcess } from "../test/support/process.ts";
+import { waitListening } from "../test/support/server.ts";
 
 const [runtime = "bun", mode = "silent", countArg] = process.argv.slice(2);
 const ROOT = new URL("..", import.meta.url).pathname;
@@ -35,13 +37,12 @@ const hook = join(ROOT, "bench/heap-hook.ts");
 const cmd = runtime === "bun"
   ? [join(ROOT, "node_modules/.bin/bun"), hook, entry]
   : [join(ROOT, "node_modules/.bin/deno"), "run", "-A", "--v8-flags=--expose-gc", hook, entry];
-const child = spawn(cmd[0], cmd.slice(1), {
-  env: { ...process.env, HOST: "127.0.0.1", PORT: "0", CHORUS_CONFIG: config, LOG_LEVEL: "warn" },
-  stdio: ["ignore", "pipe", "inherit"],
+const server = spawnProcess({
+  cmd: cmd[0],
+  args: cmd.slice(1),
+  env: childEnv({ HOST: "127.0.0.1", PORT: "0", CHORUS_CONFIG: config, LOG_LEVEL: "info" }),
 });
-const pid = child.pid!;
-let out = "";
-child.stdout!.on("data", (chunk: Buffer) => out += chunk.toString());
+const pid = server.pid;
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const fds = () => readdirSync(`/proc/${pid}/fd`).length;
 const rssMb = () => {
@@ -58,27 +59,6 @@ async function gcRss(): Promise<number> {
 let peak = 0;
 const sampler = setInterval(() => peak = Math.max(peak, rssMb()), 50);
 
-// LOG_LEVEL=warn hides "listening": find the port from the socket the process listens on.
-async function port(): Promise<number> {
-  for (let i = 0; i < 100; i++) {
-    await sleep(100);
-    const inodes = new Set(
-      readdirSync(`/proc/${pid}/fd`).map((fd) => {
-        try {
-          return /socket:\[(\d+)\]/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`))?.[1];
-        } catch {
-          return undefined;
-        }
-      }),
-    );
-    for (const line of readFileSync("/proc/net/tcp", "utf8").split("\n").slice(1)) {
-      const f = line.trim().split(/\s+/);
-      if (f[3] === "0A" && inodes.has(f[9])) return parseInt(f[1].split(":")[1], 16);
-    }
-  }
-  throw new Error(`no listening port: ${out}`);
-}
-
 function handshake(p: number): Promise<net.Socket> {
   return new Promise((resolve, reject) => {
     const s = net.connect(p, "127.0.0.1", () =>
@@ -91,7 +71,7 @@ function handshake(p: number): Promise<net.Socket> {
   });
 }
 
-const p = await port();
+const p = await waitListening(server, `Chorus on ${runtime}`, 15_000);
 await sleep(500);
 const before = { fds: fds(), rss: await gcRss() };
 peak = 0;
@@ -154,5 +134,5 @@ clearInterval(sampler);
 result.peakRss = peak;
 result.after = { fds: fds(), rss: await gcRss() };
 console.log(JSON.stringify(result));
-child.kill("SIGKILL");
+server.signal("SIGKILL");
 process.exit(0);

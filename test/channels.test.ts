@@ -2,12 +2,12 @@
 // pusher:subscription_error {type,error,status}, names, double subscribe, unsubscribe.
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { type Chorus, startChorus } from "./helpers/server.ts";
-import { MAIN, standardConfig } from "./helpers/apps.ts";
-import { closeAllRawSockets, connectSocket, dataOf, RawSocket } from "./helpers/ws.ts";
-import { assertSubscriptionError } from "./helpers/assertions.ts";
-import { Api, channelAuth } from "./helpers/sign.ts";
-import { until } from "./helpers/wait.ts";
+import { type Chorus, startChorus } from "./support/server.ts";
+import { MAIN, standardConfig } from "./support/apps.ts";
+import { closeAllRawSockets, connectSocket, dataOf, RawSocket } from "./support/ws.ts";
+import { assertSubscriptionError } from "./support/assertions.ts";
+import { Api, channelAuth } from "./support/sign.ts";
+import { until } from "./support/wait.ts";
 
 const T = { timeout: 20000 };
 

@@ -4,8 +4,8 @@
 // plain GET of the socket endpoint: the rate limit answers before the upgrade is looked at.
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { MAIN, standardConfig } from "./helpers/apps.ts";
-import { type Chorus, runtimeName, startChorus } from "./helpers/server.ts";
+import { MAIN, standardConfig } from "./support/apps.ts";
+import { type Chorus, runtimeName, startChorus } from "./support/server.ts";
 
 const T = { timeout: 20000 };
 /** Two new sockets per second per address; the tests send far faster than the refill. */

@@ -3,12 +3,12 @@
 // kind or when not subscribed. The connection always stays open.
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { type Chorus, startChorus } from "./helpers/server.ts";
-import { LIMITED, MAIN, NO_CLIENT_EVENTS, standardConfig } from "./helpers/apps.ts";
-import { closeAllRawSockets, connectSocket, type Frame, RawSocket } from "./helpers/ws.ts";
-import { Api, type AppCreds, channelAuth } from "./helpers/sign.ts";
-import { assertPusherError } from "./helpers/assertions.ts";
-import { delay } from "./helpers/wait.ts";
+import { type Chorus, startChorus } from "./support/server.ts";
+import { LIMITED, MAIN, NO_CLIENT_EVENTS, standardConfig } from "./support/apps.ts";
+import { closeAllRawSockets, connectSocket, type Frame, RawSocket } from "./support/ws.ts";
+import { Api, type AppCreds, channelAuth } from "./support/sign.ts";
+import { assertPusherError } from "./support/assertions.ts";
+import { delay } from "./support/wait.ts";
 
 const T = { timeout: 20000 };
 

@@ -4,8 +4,8 @@
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import type PusherServer from "pusher";
-import { type Chorus, startChorus } from "./helpers/server.ts";
-import { LIMITED, MAIN, SOCKET_ID, standardConfig } from "./helpers/apps.ts";
+import { type Chorus, startChorus } from "./support/server.ts";
+import { LIMITED, MAIN, SOCKET_ID, standardConfig } from "./support/apps.ts";
 import {
   connected,
   disconnectAll,
@@ -17,10 +17,10 @@ import {
   serverSdk,
   subscribed,
   subscriptionError,
-} from "./helpers/clients.ts";
-import { closeAllRawSockets, connectSocket, dataOf } from "./helpers/ws.ts";
-import { channelAuth } from "./helpers/sign.ts";
-import { deferred, withTimeout } from "./helpers/wait.ts";
+} from "./support/clients.ts";
+import { closeAllRawSockets, connectSocket, dataOf } from "./support/ws.ts";
+import { channelAuth } from "./support/sign.ts";
+import { deferred, withTimeout } from "./support/wait.ts";
 
 const T = { timeout: 20000 };
 

@@ -11,7 +11,7 @@ import { RedisKeys } from "../src/cluster/keys.ts";
 import { RedisLink } from "../src/cluster/redis-link.ts";
 import { RedisState } from "../src/cluster/redis-state.ts";
 import type { State } from "../src/cluster/types.ts";
-import { deleteKeys, randomPrefix, REDIS_URL } from "./helpers/redis.ts";
+import { deleteKeys, randomPrefix, REDIS_URL } from "./support/redis.ts";
 
 interface Driver {
   name: string;

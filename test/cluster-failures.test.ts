@@ -8,8 +8,8 @@ import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import type { Redis } from "ioredis";
 import PusherServer from "pusher";
-import { MAIN, standardApps } from "./helpers/apps.ts";
-import { disconnectAll, pusherClient, serverSdk, subscribed } from "./helpers/clients.ts";
+import { MAIN, standardApps } from "./support/apps.ts";
+import { disconnectAll, pusherClient, serverSdk, subscribed } from "./support/clients.ts";
 import {
   type ClusterNode,
   health,
@@ -18,8 +18,8 @@ import {
   startNode,
   stopAllNodes,
   waitReady,
-} from "./helpers/nodes.ts";
-import { Recorder } from "./helpers/recorder.ts";
+} from "./support/nodes.ts";
+import { Recorder } from "./support/recorder.ts";
 import {
   adminClient,
   busChannel,
@@ -31,11 +31,11 @@ import {
   stopAllRedisServers,
   waitNumsub,
   waitReplicaLinked,
-} from "./helpers/redis.ts";
-import { Api, channelAuth } from "./helpers/sign.ts";
-import { eventually, got, signin, waitWatchlist, watchlist } from "./helpers/cluster.ts";
-import { closeAllRawSockets, connectSocket, dataOf, type RawSocket } from "./helpers/ws.ts";
-import { delay, withTimeout } from "./helpers/wait.ts";
+} from "./support/redis.ts";
+import { Api, channelAuth } from "./support/sign.ts";
+import { eventually, got, signin, waitWatchlist, watchlist } from "./support/cluster.ts";
+import { closeAllRawSockets, connectSocket, dataOf, type RawSocket } from "./support/ws.ts";
+import { delay, withTimeout } from "./support/wait.ts";
 
 const LEASE_MS = 2000;
 const config = { apps: standardApps() };

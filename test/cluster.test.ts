@@ -7,15 +7,15 @@ import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import type { Redis } from "ioredis";
 import type PusherServer from "pusher";
-import { MAIN, QUOTA, standardApps } from "./helpers/apps.ts";
-import { assertPusherError } from "./helpers/assertions.ts";
+import { MAIN, QUOTA, standardApps } from "./support/apps.ts";
+import { assertPusherError } from "./support/assertions.ts";
 import {
   disconnectAll,
   echoClient,
   pusherClient,
   serverSdk,
   subscribed,
-} from "./helpers/clients.ts";
+} from "./support/clients.ts";
 import {
   type ClusterNode,
   otherRuntime,
@@ -23,8 +23,8 @@ import {
   startNode,
   stopAllNodes,
   waitReady,
-} from "./helpers/nodes.ts";
-import { Recorder } from "./helpers/recorder.ts";
+} from "./support/nodes.ts";
+import { Recorder } from "./support/recorder.ts";
 import {
   adminClient,
   busChannel,
@@ -35,17 +35,17 @@ import {
   randomPrefix,
   REDIS_URL,
   waitNumsub,
-} from "./helpers/redis.ts";
-import { Api, type AppCreds, channelAuth } from "./helpers/sign.ts";
-import { got, signin, waitWatchlist, watchlist } from "./helpers/cluster.ts";
+} from "./support/redis.ts";
+import { Api, type AppCreds, channelAuth } from "./support/sign.ts";
+import { got, signin, waitWatchlist, watchlist } from "./support/cluster.ts";
 import {
   closeAllRawSockets,
   connectSocket,
   dataOf,
   openSocket,
   type RawSocket,
-} from "./helpers/ws.ts";
-import { delay, until, withTimeout } from "./helpers/wait.ts";
+} from "./support/ws.ts";
+import { delay, until, withTimeout } from "./support/wait.ts";
 
 const T = { timeout: 30000 };
 /** Used only by the HTTP-count test, so its totals are exact. */

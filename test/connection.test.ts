@@ -2,7 +2,7 @@
 // checks with their error and close codes, ping/pong, malformed frames, and max_message_size.
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { type Chorus, startChorus } from "./helpers/server.ts";
+import { type Chorus, startChorus } from "./support/server.ts";
 import {
   DISABLED,
   LIMITED,
@@ -11,9 +11,9 @@ import {
   QUOTA,
   SOCKET_ID,
   standardConfig,
-} from "./helpers/apps.ts";
-import { closeAllRawSockets, connectSocket, dataOf, RawSocket } from "./helpers/ws.ts";
-import { until } from "./helpers/wait.ts";
+} from "./support/apps.ts";
+import { closeAllRawSockets, connectSocket, dataOf, RawSocket } from "./support/ws.ts";
+import { until } from "./support/wait.ts";
 
 const T = { timeout: 20000 };
 

@@ -1,6 +1,6 @@
 // The fault suite: each fault runs against its own redis-server (and free ports) with a publisher
 // sending numbered events through both nodes and subscribers that reconnect like Pusher clients;
-// the accounting (test/helpers/fault-harness.ts) checks answers, deliveries, duplicates,
+// the accounting (test/support/fault-harness.ts) checks answers, deliveries, duplicates,
 // convergence of cluster state and that no node crashed, and prints one FAULT-SUMMARY line.
 // Pairings: P and Q swap between `bun test` and `deno test` (see PAIR_P), so every fault runs on
 // both runtimes and at least once on a Bun+Deno pair. Node A (the one a proxy or kill hits) is on
@@ -12,8 +12,8 @@ import {
   PAIR_P,
   PAIR_Q,
   pairLabel,
-} from "./helpers/fault-harness.ts";
-import { delay } from "./helpers/wait.ts";
+} from "./support/fault-harness.ts";
+import { delay } from "./support/wait.ts";
 
 const TEST_TIMEOUT = 60000;
 

@@ -5,7 +5,7 @@
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { parseClientFrame } from "../src/protocol/frames.ts";
-import { runtimeName } from "./helpers/server.ts";
+import { runtimeName } from "./support/server.ts";
 import { type CampaignResult, chooseSeed, runCampaign } from "./fuzz/campaign.ts";
 import { closeAllFuzzSockets } from "./fuzz/client.ts";
 import { describeFailure } from "./fuzz/report.ts";

@@ -4,9 +4,9 @@
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { MAIN, standardConfig } from "./helpers/apps.ts";
-import { type Chorus, runtimeName, startChorus } from "./helpers/server.ts";
-import { signedParams, toQuery } from "./helpers/sign.ts";
+import { MAIN, standardConfig } from "./support/apps.ts";
+import { type Chorus, runtimeName, startChorus } from "./support/server.ts";
+import { signedParams, toQuery } from "./support/sign.ts";
 
 const T = { timeout: 20000 };
 const GOOD_KEY = "dGhlIHNhbXBsZSBub25jZQ==";

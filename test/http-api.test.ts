@@ -4,13 +4,13 @@
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import type PusherServer from "pusher";
-import { type Chorus, startChorus } from "./helpers/server.ts";
-import { DISABLED, LIMITED, MAIN, standardConfig } from "./helpers/apps.ts";
-import { closeAllRawSockets, connectSocket, dataOf, RawSocket } from "./helpers/ws.ts";
-import { Api, channelAuth, plainFetch } from "./helpers/sign.ts";
-import { serverSdk } from "./helpers/clients.ts";
-import { assertHttpError } from "./helpers/assertions.ts";
-import { until } from "./helpers/wait.ts";
+import { type Chorus, startChorus } from "./support/server.ts";
+import { DISABLED, LIMITED, MAIN, standardConfig } from "./support/apps.ts";
+import { closeAllRawSockets, connectSocket, dataOf, RawSocket } from "./support/ws.ts";
+import { Api, channelAuth, plainFetch } from "./support/sign.ts";
+import { serverSdk } from "./support/clients.ts";
+import { assertHttpError } from "./support/assertions.ts";
+import { until } from "./support/wait.ts";
 
 const T = { timeout: 20000 };
 

@@ -3,9 +3,9 @@
 // and keeps connections that answer or talk. All sockets run at the same time to keep it short.
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { type Chorus, startChorus } from "./helpers/server.ts";
-import { closeAllRawSockets, connectSocket, dataOf, RawSocket } from "./helpers/ws.ts";
-import { withTimeout } from "./helpers/wait.ts";
+import { type Chorus, startChorus } from "./support/server.ts";
+import { closeAllRawSockets, connectSocket, dataOf, RawSocket } from "./support/ws.ts";
+import { withTimeout } from "./support/wait.ts";
 
 const T = { timeout: 20000 };
 const LIVE = { id: "2001", key: "live-key", secret: "live-secret" };

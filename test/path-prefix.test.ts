@@ -5,10 +5,10 @@
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { createServer, request, type Server } from "node:http";
-import { type Chorus, startChorus } from "./helpers/server.ts";
-import { MAIN, standardConfig } from "./helpers/apps.ts";
-import { closeAllRawSockets, connectSocket, dataOf, RawSocket } from "./helpers/ws.ts";
-import { Api, plainFetch } from "./helpers/sign.ts";
+import { type Chorus, startChorus } from "./support/server.ts";
+import { MAIN, standardConfig } from "./support/apps.ts";
+import { closeAllRawSockets, connectSocket, dataOf, RawSocket } from "./support/ws.ts";
+import { Api, plainFetch } from "./support/sign.ts";
 import {
   connected,
   disconnectAll,
@@ -17,9 +17,9 @@ import {
   pusherClient,
   serverSdk,
   subscribed,
-} from "./helpers/clients.ts";
-import { assertHttpError } from "./helpers/assertions.ts";
-import { deferred, withTimeout } from "./helpers/wait.ts";
+} from "./support/clients.ts";
+import { assertHttpError } from "./support/assertions.ts";
+import { deferred, withTimeout } from "./support/wait.ts";
 
 const T = { timeout: 20000 };
 const PREFIX = "/pusher";

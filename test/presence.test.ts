@@ -3,12 +3,12 @@
 // member-count / member-size limits.
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { type Chorus, startChorus } from "./helpers/server.ts";
-import { LIMITED, MAIN, standardConfig } from "./helpers/apps.ts";
-import { closeAllRawSockets, connectSocket, dataOf, type Frame, RawSocket } from "./helpers/ws.ts";
-import { Api, type AppCreds, channelAuth } from "./helpers/sign.ts";
-import { assertSubscriptionError } from "./helpers/assertions.ts";
-import { until } from "./helpers/wait.ts";
+import { type Chorus, startChorus } from "./support/server.ts";
+import { LIMITED, MAIN, standardConfig } from "./support/apps.ts";
+import { closeAllRawSockets, connectSocket, dataOf, type Frame, RawSocket } from "./support/ws.ts";
+import { Api, type AppCreds, channelAuth } from "./support/sign.ts";
+import { assertSubscriptionError } from "./support/assertions.ts";
+import { until } from "./support/wait.ts";
 
 const T = { timeout: 20000 };
 

@@ -8,9 +8,9 @@
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { MAIN } from "./helpers/apps.ts";
-import { assertHttpError, assertPusherError } from "./helpers/assertions.ts";
-import { eventually } from "./helpers/cluster.ts";
+import { MAIN } from "./support/apps.ts";
+import { assertHttpError, assertPusherError } from "./support/assertions.ts";
+import { eventually } from "./support/cluster.ts";
 import {
   connected,
   disconnectAll,
@@ -19,7 +19,7 @@ import {
   pusherClient,
   serverSdk,
   subscribed,
-} from "./helpers/clients.ts";
+} from "./support/clients.ts";
 import {
   type ClusterNode,
   health,
@@ -28,8 +28,8 @@ import {
   startNode,
   stopAllNodes,
   waitReady,
-} from "./helpers/nodes.ts";
-import { type Family, parsePrometheus, sampleValue } from "./helpers/prometheus.ts";
+} from "./support/nodes.ts";
+import { type Family, parsePrometheus, sampleValue } from "./support/prometheus.ts";
 import {
   adminClient,
   closeRedisClients,
@@ -38,10 +38,10 @@ import {
   REDIS_URL,
   RedisServer,
   stopAllRedisServers,
-} from "./helpers/redis.ts";
-import { type AppConfig, type Chorus, jsonLines, startChorus } from "./helpers/server.ts";
-import { Api, channelAuth, plainFetch } from "./helpers/sign.ts";
-import { delay, until, withTimeout } from "./helpers/wait.ts";
+} from "./support/redis.ts";
+import { type AppConfig, type Chorus, jsonLines, startChorus } from "./support/server.ts";
+import { Api, channelAuth, plainFetch } from "./support/sign.ts";
+import { delay, until, withTimeout } from "./support/wait.ts";
 import {
   closeCode,
   destroyAllWire,
@@ -54,8 +54,8 @@ import {
   type WireClient,
   wireConnect,
   type WireFrame,
-} from "./helpers/wire.ts";
-import { closeAllRawSockets, connectSocket, dataOf, type Frame, RawSocket } from "./helpers/ws.ts";
+} from "./support/wire.ts";
+import { closeAllRawSockets, connectSocket, dataOf, type Frame, RawSocket } from "./support/ws.ts";
 
 type ExtraAppConfig = AppConfig & { api_rate_limit?: number | null };
 

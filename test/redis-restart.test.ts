@@ -6,8 +6,8 @@
 // did nothing during it stay connected.
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { MAIN, standardApps } from "./helpers/apps.ts";
-import { eventually } from "./helpers/cluster.ts";
+import { MAIN, standardApps } from "./support/apps.ts";
+import { eventually } from "./support/cluster.ts";
 import {
   type ClusterNode,
   otherRuntime,
@@ -15,22 +15,22 @@ import {
   startNode,
   stopAllNodes,
   waitReady,
-} from "./helpers/nodes.ts";
+} from "./support/nodes.ts";
 import {
   closeRedisClients,
   randomPrefix,
   RedisServer,
   stopAllRedisServers,
-} from "./helpers/redis.ts";
-import { Api, channelAuth } from "./helpers/sign.ts";
-import { delay, until } from "./helpers/wait.ts";
+} from "./support/redis.ts";
+import { Api, channelAuth } from "./support/sign.ts";
+import { delay, until } from "./support/wait.ts";
 import {
   closeAllRawSockets,
   connectSocket,
   dataOf,
   type Frame,
   type RawSocket,
-} from "./helpers/ws.ts";
+} from "./support/ws.ts";
 
 const CHANNEL = "presence-restart";
 

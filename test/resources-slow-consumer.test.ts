@@ -3,11 +3,11 @@
 // a healthy subscriber of the same channel.
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { MAIN, standardApps } from "./helpers/apps.ts";
-import { runtimeName } from "./helpers/server.ts";
-import { Api } from "./helpers/sign.ts";
-import { until } from "./helpers/wait.ts";
-import { connectSocket, type RawSocket } from "./helpers/ws.ts";
+import { MAIN, standardApps } from "./support/apps.ts";
+import { runtimeName } from "./support/server.ts";
+import { Api } from "./support/sign.ts";
+import { until } from "./support/wait.ts";
+import { connectSocket, type RawSocket } from "./support/ws.ts";
 import {
   closeCodeIn,
   type LimitedChorus,
@@ -15,7 +15,7 @@ import {
   rawWebSocket,
   sendText,
   startLimited,
-} from "./helpers/limited-server.ts";
+} from "./support/limited-server.ts";
 
 const BUDGET = 256 * 1024;
 const EVENTS = 600;

@@ -3,15 +3,15 @@
 // such connections are held until the peer leaves or the descriptor limit is reached (README).
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { standardApps } from "./helpers/apps.ts";
-import { isBun, runtimeName } from "./helpers/server.ts";
-import { until } from "./helpers/wait.ts";
+import { standardApps } from "./support/apps.ts";
+import { isBun, runtimeName } from "./support/server.ts";
+import { until } from "./support/wait.ts";
 import {
   type LimitedChorus,
   type RawConn,
   rawConnect,
   startLimited,
-} from "./helpers/limited-server.ts";
+} from "./support/limited-server.ts";
 
 const HEADER_TIMEOUT_MS = 10_000;
 

@@ -4,11 +4,11 @@
 // frames of any type are closed with 1009.
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { MAIN, standardApps } from "./helpers/apps.ts";
-import { runtimeName } from "./helpers/server.ts";
-import { Api } from "./helpers/sign.ts";
-import { until } from "./helpers/wait.ts";
-import { connectSocket, type RawSocket } from "./helpers/ws.ts";
+import { MAIN, standardApps } from "./support/apps.ts";
+import { runtimeName } from "./support/server.ts";
+import { Api } from "./support/sign.ts";
+import { until } from "./support/wait.ts";
+import { connectSocket, type RawSocket } from "./support/ws.ts";
 import {
   closeCodeIn,
   type LimitedChorus,
@@ -16,7 +16,7 @@ import {
   rawConnect,
   rawWebSocket,
   startLimited,
-} from "./helpers/limited-server.ts";
+} from "./support/limited-server.ts";
 
 const T = { timeout: 25000 };
 const FILE_LIMIT = 160;

@@ -4,8 +4,8 @@
 // by test/path-prefix.test.ts, the shipped fly.toml config by test/shipped-config.test.ts.
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { MAIN } from "./helpers/apps.ts";
-import { assertPusherError } from "./helpers/assertions.ts";
+import { MAIN } from "./support/apps.ts";
+import { assertPusherError } from "./support/assertions.ts";
 import {
   connected,
   disconnectAll,
@@ -13,7 +13,7 @@ import {
   type PresenceChannel,
   pusherClient,
   subscribed,
-} from "./helpers/clients.ts";
+} from "./support/clients.ts";
 import {
   type ClusterNode,
   health,
@@ -22,19 +22,19 @@ import {
   startNode,
   stopAllNodes,
   waitReady,
-} from "./helpers/nodes.ts";
+} from "./support/nodes.ts";
 import {
   adminClient,
   closeRedisClients,
   deleteKeys,
   randomPrefix,
   REDIS_URL,
-} from "./helpers/redis.ts";
-import { type Chorus, jsonLines, startChorus } from "./helpers/server.ts";
-import { Api, plainFetch } from "./helpers/sign.ts";
-import { withTimeout } from "./helpers/wait.ts";
-import { destroyAllWire, jsonFrames, type Proxy, startProxy } from "./helpers/wire.ts";
-import { closeAllRawSockets, connectSocket, dataOf, type Frame } from "./helpers/ws.ts";
+} from "./support/redis.ts";
+import { type Chorus, jsonLines, startChorus } from "./support/server.ts";
+import { Api, plainFetch } from "./support/sign.ts";
+import { withTimeout } from "./support/wait.ts";
+import { destroyAllWire, jsonFrames, type Proxy, startProxy } from "./support/wire.ts";
+import { closeAllRawSockets, connectSocket, dataOf, type Frame } from "./support/ws.ts";
 
 const T = { timeout: 20000 };
 const CONFIG = { apps: [{ ...MAIN }] };

@@ -16,9 +16,9 @@ import {
   pusherClient,
   serverSdk,
   subscribed,
-} from "./helpers/clients.ts";
-import { eventually } from "./helpers/cluster.ts";
-import { type ClusterNode, type Runtime, startNode, stopAllNodes } from "./helpers/nodes.ts";
+} from "./support/clients.ts";
+import { eventually } from "./support/cluster.ts";
+import { type ClusterNode, type Runtime, startNode, stopAllNodes } from "./support/nodes.ts";
 import {
   adminClient,
   closeRedisClients,
@@ -26,11 +26,11 @@ import {
   freePort,
   randomPrefix,
   REDIS_URL,
-} from "./helpers/redis.ts";
-import { jsonLines, repoRoot } from "./helpers/server.ts";
-import { Api, signedParams, toQuery } from "./helpers/sign.ts";
-import { deferred, until, withTimeout } from "./helpers/wait.ts";
-import { closeAllRawSockets, connectSocket, dataOf } from "./helpers/ws.ts";
+} from "./support/redis.ts";
+import { jsonLines, repoRoot } from "./support/server.ts";
+import { Api, signedParams, toQuery } from "./support/sign.ts";
+import { deferred, until, withTimeout } from "./support/wait.ts";
+import { closeAllRawSockets, connectSocket, dataOf } from "./support/ws.ts";
 
 const T = { timeout: 20000 };
 /** The secrets `fly secrets set` adds to the machine. */

@@ -2,18 +2,18 @@
 // second signal during a drain exits at once.
 import { after, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { MAIN, standardApps } from "./helpers/apps.ts";
-import { jsonLines } from "./helpers/server.ts";
-import { runnerRuntime, startNode, stopAllNodes } from "./helpers/nodes.ts";
+import { MAIN, standardApps } from "./support/apps.ts";
+import { jsonLines } from "./support/server.ts";
+import { runnerRuntime, startNode, stopAllNodes } from "./support/nodes.ts";
 import {
   adminClient,
   closeRedisClients,
   deleteKeys,
   randomPrefix,
   REDIS_URL,
-} from "./helpers/redis.ts";
-import { closeAllRawSockets, connectSocket } from "./helpers/ws.ts";
-import { until, withTimeout } from "./helpers/wait.ts";
+} from "./support/redis.ts";
+import { closeAllRawSockets, connectSocket } from "./support/ws.ts";
+import { until, withTimeout } from "./support/wait.ts";
 
 const prefix = randomPrefix("signals");
 

@@ -3,13 +3,13 @@
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import type PusherServer from "pusher";
-import { type Chorus, startChorus } from "./helpers/server.ts";
-import { MAIN, standardConfig } from "./helpers/apps.ts";
-import { closeAllRawSockets, connectSocket, dataOf, type Frame, RawSocket } from "./helpers/ws.ts";
-import { Api, channelAuth, signinAuth } from "./helpers/sign.ts";
-import { assertPusherError, assertSubscriptionError } from "./helpers/assertions.ts";
-import { connected, disconnectAll, nextEvent, pusherClient, serverSdk } from "./helpers/clients.ts";
-import { until } from "./helpers/wait.ts";
+import { type Chorus, startChorus } from "./support/server.ts";
+import { MAIN, standardConfig } from "./support/apps.ts";
+import { closeAllRawSockets, connectSocket, dataOf, type Frame, RawSocket } from "./support/ws.ts";
+import { Api, channelAuth, signinAuth } from "./support/sign.ts";
+import { assertPusherError, assertSubscriptionError } from "./support/assertions.ts";
+import { connected, disconnectAll, nextEvent, pusherClient, serverSdk } from "./support/clients.ts";
+import { until } from "./support/wait.ts";
 
 const T = { timeout: 20000 };
 

@@ -10,7 +10,7 @@ import {
   signedParams,
   signinAuth,
   stringToSign,
-} from "./helpers/sign.ts";
+} from "./support/sign.ts";
 
 const T = { timeout: 5000 };
 const KEY = "278d425bdf160c739803";

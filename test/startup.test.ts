@@ -3,29 +3,25 @@
 import { after, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import {
-  type Chorus,
   jsonLines,
   runChorusExpectingExit,
   startChorus,
   writeTempConfig,
-} from "./helpers/server.ts";
-import { connectSocket, dataOf, RawSocket } from "./helpers/ws.ts";
-import { Api, plainFetch } from "./helpers/sign.ts";
-import { serverSdk } from "./helpers/clients.ts";
+} from "./support/server.ts";
+import { connectSocket, dataOf, RawSocket } from "./support/ws.ts";
+import { Api, plainFetch } from "./support/sign.ts";
+import { serverSdk } from "./support/clients.ts";
 
 const T = { timeout: 20000 };
 
 describe("startup", { timeout: 120000 }, () => {
-  const servers: Chorus[] = [];
   const sockets: RawSocket[] = [];
   after(async () => {
     await Promise.all(sockets.map((s) => s.closeAndWait(2000)));
-    await Promise.all(servers.map((s) => s.stop()));
   });
 
   it("runs the demo app app-id/app-key/app-secret when nothing is configured", T, async () => {
-    const server = await startChorus();
-    servers.push(server);
+    await using server = await startChorus();
     assert.ok(server.port > 0, "bound a real port for PORT=0");
 
     const lines = jsonLines(server.stdout);
@@ -51,10 +47,9 @@ describe("startup", { timeout: 120000 }, () => {
   });
 
   it("CHORUS_APP_ID / CHORUS_APP_KEY / CHORUS_APP_SECRET define the app", T, async () => {
-    const server = await startChorus({
+    await using server = await startChorus({
       env: { CHORUS_APP_ID: "77", CHORUS_APP_KEY: "env-key", CHORUS_APP_SECRET: "env-secret" },
     });
-    servers.push(server);
     const ok = await connectSocket(server.wsUrl("env-key"));
     sockets.push(ok);
 
@@ -71,14 +66,13 @@ describe("startup", { timeout: 120000 }, () => {
 
   it("reads apps from CHORUS_CONFIG, with env HOST/PORT overriding the file", T, async () => {
     // host/port in the file would not be bindable; the harness sets HOST=127.0.0.1 PORT=0.
-    const server = await startChorus({
+    await using server = await startChorus({
       config: {
         host: "192.0.2.1",
         port: 1,
         apps: [{ id: "5", key: "file-key", secret: "file-secret", activity_timeout: 42 }],
       },
     });
-    servers.push(server);
     const sock = await connectSocket(server.wsUrl("file-key"));
     sockets.push(sock);
     const est = dataOf(sock.log[0]) as { activity_timeout: number };

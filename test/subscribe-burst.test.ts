@@ -4,19 +4,19 @@
 // where every subscribe waits for Redis and the frames really queue.
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { MAIN, standardApps } from "./helpers/apps.ts";
-import { type ClusterNode, runnerRuntime, startNode, stopAllNodes } from "./helpers/nodes.ts";
+import { MAIN, standardApps } from "./support/apps.ts";
+import { type ClusterNode, runnerRuntime, startNode, stopAllNodes } from "./support/nodes.ts";
 import {
   adminClient,
   closeRedisClients,
   deleteKeys,
   randomPrefix,
   REDIS_URL,
-} from "./helpers/redis.ts";
-import { type Chorus, startChorus } from "./helpers/server.ts";
-import { channelAuth } from "./helpers/sign.ts";
-import { closeAllRawSockets, connectSocket, type RawSocket } from "./helpers/ws.ts";
-import { until } from "./helpers/wait.ts";
+} from "./support/redis.ts";
+import { type Chorus, startChorus } from "./support/server.ts";
+import { channelAuth } from "./support/sign.ts";
+import { closeAllRawSockets, connectSocket, type RawSocket } from "./support/ws.ts";
+import { until } from "./support/wait.ts";
 
 const CHANNELS = 1_500;
 /** The standard app's max_message_size (default). */

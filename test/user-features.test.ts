@@ -9,7 +9,7 @@ import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import type { Redis } from "ioredis";
 import type PusherServer from "pusher";
-import { type AppConfig, type Chorus, startChorus } from "./helpers/server.ts";
+import { type AppConfig, type Chorus, startChorus } from "./support/server.ts";
 import {
   connected,
   disconnectAll,
@@ -21,7 +21,7 @@ import {
   pusherClient,
   serverSdk,
   subscribed,
-} from "./helpers/clients.ts";
+} from "./support/clients.ts";
 import {
   type ClusterNode,
   otherRuntime,
@@ -29,20 +29,20 @@ import {
   startNode,
   stopAllNodes,
   waitReady,
-} from "./helpers/nodes.ts";
+} from "./support/nodes.ts";
 import {
   adminClient,
   closeRedisClients,
   deleteKeys,
   randomPrefix,
   REDIS_URL,
-} from "./helpers/redis.ts";
-import { Recorder } from "./helpers/recorder.ts";
-import { type AppCreds, channelAuth } from "./helpers/sign.ts";
-import { assertPusherError, assertSubscriptionError } from "./helpers/assertions.ts";
-import { signin as rawSignin } from "./helpers/cluster.ts";
-import { closeAllRawSockets, connectSocket, dataOf, type RawSocket } from "./helpers/ws.ts";
-import { until, withTimeout } from "./helpers/wait.ts";
+} from "./support/redis.ts";
+import { Recorder } from "./support/recorder.ts";
+import { type AppCreds, channelAuth } from "./support/sign.ts";
+import { assertPusherError, assertSubscriptionError } from "./support/assertions.ts";
+import { signin as rawSignin } from "./support/cluster.ts";
+import { closeAllRawSockets, connectSocket, dataOf, type RawSocket } from "./support/ws.ts";
+import { until, withTimeout } from "./support/wait.ts";
 
 const T = { timeout: 30000 };
 

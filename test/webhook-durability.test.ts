@@ -8,7 +8,6 @@
 // must have the same X-Chorus-Webhook-Id (receivers deduplicate by it).
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import process from "node:process";
 import type { Redis } from "ioredis";
 import { type AppConfig, loadConfig } from "../src/config.ts";
 import type { Fields, Logger } from "../src/log.ts";
@@ -25,17 +24,17 @@ import {
   startNode,
   stopAllNodes,
   waitReady,
-} from "./helpers/nodes.ts";
+} from "./support/nodes.ts";
 import {
   adminClient,
   closeRedisClients,
   RedisServer,
   stopAllRedisServers,
-} from "./helpers/redis.ts";
-import { channelAuth } from "./helpers/sign.ts";
-import { delay, until } from "./helpers/wait.ts";
-import { closeAllReceivers, type HookEvent, WebhookReceiver } from "./helpers/webhook-receiver.ts";
-import { closeAllRawSockets, connectSocket } from "./helpers/ws.ts";
+} from "./support/redis.ts";
+import { channelAuth } from "./support/sign.ts";
+import { delay, until } from "./support/wait.ts";
+import { closeAllReceivers, type HookEvent, WebhookReceiver } from "./support/webhook-receiver.ts";
+import { closeAllRawSockets, connectSocket } from "./support/ws.ts";
 
 const T = { timeout: 30000 };
 const SUITE = { timeout: 120000 };
@@ -319,7 +318,7 @@ describe(`webhook durability in a cluster (A=${runnerRuntime}, B=${otherRuntime}
 
   after(async () => {
     try {
-      if (redis?.pid !== undefined) process.kill(redis.pid, "SIGCONT"); // a failed hang test
+      if (redis?.pid !== undefined) redis.signal("SIGCONT"); // a failed hang test
     } catch {
       // exited already
     }
@@ -397,14 +396,14 @@ describe(`webhook durability in a cluster (A=${runnerRuntime}, B=${otherRuntime}
     await Promise.all([waitReady(a), waitReady(b)]);
     receiver.script("/hang", [], 200);
     const senders = await Promise.all([channelOf(a, "/hang"), channelOf(b, "/hang")]);
-    process.kill(redis.pid!, "SIGSTOP");
+    redis.signal("SIGSTOP");
     const ids: string[] = [];
     try {
       for (const send of senders) ids.push(...send(20));
       await delay(3000); // the outage itself: longer than a command timeout
       assert.equal(receiver.postsTo("/hang").length, 0, "sent without a queue?");
     } finally {
-      process.kill(redis.pid!, "SIGCONT");
+      redis.signal("SIGCONT");
     }
     await allArrived(receiver, "/hang", ids);
     // Enqueues did time out (the queue's bound or the connection's commandTimeout), so the owners

@@ -11,14 +11,14 @@
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import type { Redis } from "ioredis";
-import { type AppConfig, type Chorus, startChorus } from "./helpers/server.ts";
+import { type AppConfig, type Chorus, startChorus } from "./support/server.ts";
 import {
   connected,
   disconnectAll,
   pusherClient,
   serverSdk,
   subscribed,
-} from "./helpers/clients.ts";
+} from "./support/clients.ts";
 import {
   type ClusterNode,
   otherRuntime,
@@ -26,17 +26,17 @@ import {
   type Runtime,
   startNode,
   waitReady,
-} from "./helpers/nodes.ts";
-import { parsePrometheus, sampleValue } from "./helpers/prometheus.ts";
+} from "./support/nodes.ts";
+import { parsePrometheus, sampleValue } from "./support/prometheus.ts";
 import {
   adminClient,
   closeRedisClients,
   deleteKeys,
   randomPrefix,
   REDIS_URL,
-} from "./helpers/redis.ts";
-import { type AppCreds, channelAuth } from "./helpers/sign.ts";
-import { until } from "./helpers/wait.ts";
+} from "./support/redis.ts";
+import { type AppCreds, channelAuth } from "./support/sign.ts";
+import { until } from "./support/wait.ts";
 import {
   closeAllReceivers,
   DROP,
@@ -46,8 +46,8 @@ import {
   type HookPost,
   sdkValid,
   WebhookReceiver,
-} from "./helpers/webhook-receiver.ts";
-import { closeAllRawSockets, connectSocket, type RawSocket } from "./helpers/ws.ts";
+} from "./support/webhook-receiver.ts";
+import { closeAllRawSockets, connectSocket, type RawSocket } from "./support/ws.ts";
 
 const T = { timeout: 30000 };
 const SUITE = { timeout: 90000 };
@@ -1098,40 +1098,36 @@ describe(`webhooks in a cluster (A=${runnerRuntime}, B=${otherRuntime}, one Redi
     "a node stopped gracefully (SIGTERM) holding the last subscriber: member_removed and channel_vacated once",
     T,
     async () => {
-      const c = await node({ runtime: otherRuntime, name: "C", prefix, apps, env });
-      try {
-        await waitReady(c);
-        const presence = tag("presence-leaving-");
-        const pub = tag("leaving-");
-        const sc = await raw(c);
-        await joinPresence(sc, HOOKS, presence, { user_id: "leaving" });
-        await sc.subscribeOk(pub);
-        await receiver.waitNamed("/all", "member_added", presence);
-        await receiver.waitNamed("/all", "channel_occupied", pub);
-        await c.stop(); // SIGTERM: drain (0 ms), then stop
-        const removed = await receiver.waitNamed("/all", "member_removed", presence, 6000);
-        assert.deepEqual(removed.event, {
-          name: "member_removed",
-          channel: presence,
-          user_id: "leaving",
-        });
-        await receiver.waitNamed("/all", "channel_vacated", presence);
-        await receiver.waitNamed("/all", "channel_vacated", pub);
-        await settle();
-        assert.equal(
-          count(receiver, "/all", "member_removed", presence),
-          1,
-          receiver.describe("/all"),
-        );
-        assert.equal(
-          count(receiver, "/all", "channel_vacated", presence),
-          1,
-          receiver.describe("/all"),
-        );
-        assert.equal(count(receiver, "/all", "channel_vacated", pub), 1, receiver.describe("/all"));
-      } finally {
-        await c.stop();
-      }
+      await using c = await node({ runtime: otherRuntime, name: "C", prefix, apps, env });
+      await waitReady(c);
+      const presence = tag("presence-leaving-");
+      const pub = tag("leaving-");
+      const sc = await raw(c);
+      await joinPresence(sc, HOOKS, presence, { user_id: "leaving" });
+      await sc.subscribeOk(pub);
+      await receiver.waitNamed("/all", "member_added", presence);
+      await receiver.waitNamed("/all", "channel_occupied", pub);
+      await c.stop(); // SIGTERM: drain (0 ms), then stop
+      const removed = await receiver.waitNamed("/all", "member_removed", presence, 6000);
+      assert.deepEqual(removed.event, {
+        name: "member_removed",
+        channel: presence,
+        user_id: "leaving",
+      });
+      await receiver.waitNamed("/all", "channel_vacated", presence);
+      await receiver.waitNamed("/all", "channel_vacated", pub);
+      await settle();
+      assert.equal(
+        count(receiver, "/all", "member_removed", presence),
+        1,
+        receiver.describe("/all"),
+      );
+      assert.equal(
+        count(receiver, "/all", "channel_vacated", presence),
+        1,
+        receiver.describe("/all"),
+      );
+      assert.equal(count(receiver, "/all", "channel_vacated", pub), 1, receiver.describe("/all"));
     },
   );
 
@@ -1141,26 +1137,22 @@ describe(`webhooks in a cluster (A=${runnerRuntime}, B=${otherRuntime}, one Redi
     "subscription_count follows the count down when the node holding subscribers dies",
     T,
     async () => {
-      const c = await node({ runtime: runnerRuntime, name: "C", prefix, apps, env });
-      try {
-        await waitReady(c);
-        const ch = tag("cnt-doomed-");
-        const isCount = (n: number) => (e: HookEvent) =>
-          e.name === "subscription_count" && e.channel === ch && e.subscription_count === n;
-        const [sa, c1, c2] = await Promise.all([raw(a), raw(c), raw(c)]);
-        await Promise.all([sa.subscribeOk(ch), c1.subscribeOk(ch), c2.subscribeOk(ch)]);
-        await receiver.waitEvent("/all", isCount(3), `subscription_count 3 for ${ch}`);
-        c.kill("SIGKILL");
-        await c.exited;
-        await receiver.waitEvent(
-          "/all",
-          isCount(1),
-          `subscription_count 1 for ${ch} after C died`,
-          6000,
-        );
-      } finally {
-        await c.stop();
-      }
+      await using c = await node({ runtime: runnerRuntime, name: "C", prefix, apps, env });
+      await waitReady(c);
+      const ch = tag("cnt-doomed-");
+      const isCount = (n: number) => (e: HookEvent) =>
+        e.name === "subscription_count" && e.channel === ch && e.subscription_count === n;
+      const [sa, c1, c2] = await Promise.all([raw(a), raw(c), raw(c)]);
+      await Promise.all([sa.subscribeOk(ch), c1.subscribeOk(ch), c2.subscribeOk(ch)]);
+      await receiver.waitEvent("/all", isCount(3), `subscription_count 3 for ${ch}`);
+      c.kill("SIGKILL");
+      await c.exited;
+      await receiver.waitEvent(
+        "/all",
+        isCount(1),
+        `subscription_count 1 for ${ch} after C died`,
+        6000,
+      );
     },
   );
 
@@ -1168,59 +1160,55 @@ describe(`webhooks in a cluster (A=${runnerRuntime}, B=${otherRuntime}, one Redi
     "a node SIGKILLed holding the last subscriber: the survivors send member_removed and channel_vacated once",
     T,
     async () => {
-      const c = await node({ runtime: runnerRuntime, name: "C", prefix, apps, env });
-      try {
-        await waitReady(c);
-        const presence = tag("presence-doomed-");
-        const pub = tag("doomed-");
-        const [sa, sc] = await Promise.all([raw(a), raw(c)]);
-        await joinPresence(sa, HOOKS, presence, { user_id: "doomed" });
-        await joinPresence(sc, HOOKS, presence, { user_id: "doomed" });
-        await sa.subscribeOk(pub);
-        await sc.subscribeOk(pub);
-        unsubscribe(sa, presence); // C holds the user's last connection and the last subscribers
-        unsubscribe(sa, pub);
-        await settle();
-        assert.equal(
-          count(receiver, "/all", "member_added", presence),
-          1,
-          receiver.describe("/all"),
-        );
-        assert.equal(count(receiver, "/all", "member_removed", presence), 0);
-        assert.equal(count(receiver, "/all", "channel_vacated", presence), 0);
-        assert.equal(count(receiver, "/all", "channel_vacated", pub), 0);
+      await using c = await node({ runtime: runnerRuntime, name: "C", prefix, apps, env });
+      await waitReady(c);
+      const presence = tag("presence-doomed-");
+      const pub = tag("doomed-");
+      const [sa, sc] = await Promise.all([raw(a), raw(c)]);
+      await joinPresence(sa, HOOKS, presence, { user_id: "doomed" });
+      await joinPresence(sc, HOOKS, presence, { user_id: "doomed" });
+      await sa.subscribeOk(pub);
+      await sc.subscribeOk(pub);
+      unsubscribe(sa, presence); // C holds the user's last connection and the last subscribers
+      unsubscribe(sa, pub);
+      await settle();
+      assert.equal(
+        count(receiver, "/all", "member_added", presence),
+        1,
+        receiver.describe("/all"),
+      );
+      assert.equal(count(receiver, "/all", "member_removed", presence), 0);
+      assert.equal(count(receiver, "/all", "channel_vacated", presence), 0);
+      assert.equal(count(receiver, "/all", "channel_vacated", pub), 0);
 
-        c.kill("SIGKILL");
-        await c.exited;
-        const removed = await receiver.waitNamed("/all", "member_removed", presence, 15000);
-        assert.deepEqual(removed.event, {
-          name: "member_removed",
-          channel: presence,
-          user_id: "doomed",
-        });
-        await receiver.waitNamed("/all", "channel_vacated", presence, 15000);
-        await receiver.waitNamed("/all", "channel_vacated", pub, 15000);
-        await settle();
-        assert.equal(
-          count(receiver, "/all", "member_removed", presence),
-          1,
-          receiver.describe("/all"),
-        );
-        assert.equal(
-          count(receiver, "/all", "channel_vacated", presence),
-          1,
-          receiver.describe("/all"),
-        );
-        assert.equal(count(receiver, "/all", "channel_vacated", pub), 1, receiver.describe("/all"));
-        assert.equal(
-          count(receiver, "/all", "channel_occupied", pub),
-          1,
-          receiver.describe("/all"),
-        );
-        assertSigned(receiver.postsTo("/all"), HOOKS);
-      } finally {
-        await c.stop();
-      }
+      c.kill("SIGKILL");
+      await c.exited;
+      const removed = await receiver.waitNamed("/all", "member_removed", presence, 15000);
+      assert.deepEqual(removed.event, {
+        name: "member_removed",
+        channel: presence,
+        user_id: "doomed",
+      });
+      await receiver.waitNamed("/all", "channel_vacated", presence, 15000);
+      await receiver.waitNamed("/all", "channel_vacated", pub, 15000);
+      await settle();
+      assert.equal(
+        count(receiver, "/all", "member_removed", presence),
+        1,
+        receiver.describe("/all"),
+      );
+      assert.equal(
+        count(receiver, "/all", "channel_vacated", presence),
+        1,
+        receiver.describe("/all"),
+      );
+      assert.equal(count(receiver, "/all", "channel_vacated", pub), 1, receiver.describe("/all"));
+      assert.equal(
+        count(receiver, "/all", "channel_occupied", pub),
+        1,
+        receiver.describe("/all"),
+      );
+      assertSigned(receiver.postsTo("/all"), HOOKS);
     },
   );
 });

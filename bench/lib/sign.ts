@@ -1,26 +1,18 @@
-/** Pusher HTTP API signing (auth_version 1.0), done by hand with node:crypto. */
-import { createHash, createHmac } from "node:crypto";
+/** The bench's signed URLs, made by the tests' one signer (test/support/sign.ts). */
+import { type AppCreds, channelAuth, signedParams, toQuery } from "../../test/support/sign.ts";
 
-export interface AppCredentials {
-  id: string;
-  key: string;
-  secret: string;
-}
+export type AppCredentials = AppCreds;
 
 /** `{path}?{query}` for a signed POST of `body` to `path`. */
 export function signedPost(app: AppCredentials, path: string, body: string): string {
-  const params: Record<string, string> = {
-    auth_key: app.key,
-    auth_timestamp: String(Math.floor(Date.now() / 1000)),
-    auth_version: "1.0",
-    body_md5: createHash("md5").update(body).digest("hex"),
-  };
-  // The keys above are already in sorted order.
-  const query = Object.entries(params).map(([k, v]) => `${k}=${v}`).join("&");
-  const signature = createHmac("sha256", app.secret).update(`POST\n${path}\n${query}`).digest(
-    "hex",
-  );
-  return `${path}?${query}&auth_signature=${signature}`;
+  const params = signedParams({ method: "POST", path, body, key: app.key, secret: app.secret });
+  return `${path}?${toQuery(params)}`;
+}
+
+/** `{path}?{query}` for a signed GET of `path` (no body). */
+export function signedGet(app: AppCredentials, path: string): string {
+  const params = signedParams({ method: "GET", path, key: app.key, secret: app.secret });
+  return `${path}?${toQuery(params)}`;
 }
 
 /** `{key}:{hex}` for a presence channel subscription. */
@@ -30,18 +22,5 @@ export function presenceAuth(
   channel: string,
   channelData: string,
 ): string {
-  const signature = createHmac("sha256", app.secret)
-    .update(`${socketId}:${channel}:${channelData}`)
-    .digest("hex");
-  return `${app.key}:${signature}`;
-}
-
-/** `{path}?{query}` for a signed GET of `path` (no body). */
-export function signedGet(app: AppCredentials, path: string): string {
-  const query = `auth_key=${app.key}&auth_timestamp=${Math.floor(Date.now() / 1000)}` +
-    "&auth_version=1.0";
-  const signature = createHmac("sha256", app.secret).update(`GET\n${path}\n${query}`).digest(
-    "hex",
-  );
-  return `${path}?${query}&auth_signature=${signature}`;
+  return channelAuth(app, socketId, channel, channelData);
 }

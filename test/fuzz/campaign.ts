@@ -1,15 +1,14 @@
 // One fuzz campaign against a fresh Chorus on the runtime running this file: frames, HTTP and
 // rate-limit cases at once, under the canary and the /up poller, with the server's fds and RSS
 // measured before and after. Everything it opens is closed before it returns.
-import { randomUUID } from "node:crypto";
-import { runtimeName, startChorus } from "../helpers/server.ts";
-import { until } from "../helpers/wait.ts";
+import { runtimeName, startChorus } from "../support/server.ts";
+import { until } from "../support/wait.ts";
 import { closeAllFuzzSockets } from "./client.ts";
 import { frameCases } from "./frame-cases.ts";
 import { runFrames } from "./frame-runner.ts";
 import { httpCases } from "./http-cases.ts";
 import { runHttp } from "./http-runner.ts";
-import { findPid, type Resources, resources, startMonitor } from "./monitor.ts";
+import { type Resources, resources, startMonitor } from "./monitor.ts";
 import { runRate } from "./rate-runner.ts";
 import { Tally } from "./report.ts";
 import { fuzzConfig, MAIN } from "./spec.ts";
@@ -46,11 +45,9 @@ export async function runCampaign(options: CampaignOptions): Promise<CampaignRes
   const started = Date.now();
   const tally = new Tally(options.seed);
   console.log(`fuzz (${runtimeName}): FUZZ_SEED=${options.seed}`);
-  const tag = randomUUID();
-  const server = await startChorus({ config: fuzzConfig(), env: { FUZZ_TAG: tag } });
+  const server = await startChorus({ config: fuzzConfig() });
   try {
-    const pid = findPid(tag);
-    if (pid === undefined) throw new Error("cannot find the server's pid");
+    const pid = server.pid;
     console.log(`fuzz (${runtimeName}): server pid ${pid}, port ${server.port}`);
     const origin = `http://127.0.0.1:${server.port}`;
     const wsUrl = (key: string) => server.wsUrl(key);

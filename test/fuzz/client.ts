@@ -1,7 +1,7 @@
 // A minimal WebSocket client for the fuzzer: keeps every frame in order, answers server pings (so
 // long runs outlive activity_timeout), and collects the replies to a run of frames up to the pong
 // that answers a trailing marker ping.
-import type { Frame } from "../helpers/ws.ts";
+import type { Frame } from "../support/ws.ts";
 
 export interface Collected {
   frames: Frame[];

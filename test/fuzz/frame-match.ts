@@ -1,7 +1,7 @@
 // Compares the frames a socket got with what the oracle expects, in order: event, channel, the
 // data's shape (pusher:error data an object with a numeric code, subscription_error's status and
 // type, presence data with this member), and nothing unexpected.
-import type { Frame } from "../helpers/ws.ts";
+import type { Frame } from "../support/ws.ts";
 import type { Expect } from "./frame-oracle.ts";
 import { canonical, isRecord, tryParse } from "./spec.ts";
 

@@ -1,7 +1,7 @@
 // Runs frame cases: a pool of worker sockets (case i goes to worker i % workers, so a seed replays
 // the same sequence per socket), each frame run checked against the oracle, and a peer per app
 // that must receive exactly the client events the oracle says are relayed.
-import type { Frame } from "../helpers/ws.ts";
+import type { Frame } from "../support/ws.ts";
 import { FuzzSocket } from "./client.ts";
 import type { FrameCase, Tpl } from "./frame-cases.ts";
 import { ignorable, matchFrames } from "./frame-match.ts";

@@ -1,6 +1,6 @@
 // Sends HTTP cases over a few concurrent lanes and checks each answer against the oracle: the
 // status, a JSON `{"error": string}` body on every Chorus refusal, and the shape of a 200.
-import { isBun } from "../helpers/server.ts";
+import { isBun } from "../support/server.ts";
 import type { HttpTpl } from "./http-cases.ts";
 import { expectHttp, type HttpRequest } from "./http-oracle.ts";
 import { showInput, type Tally } from "./report.ts";

@@ -1,32 +1,13 @@
 // Global checks around a fuzz run: a canary subscriber that must see a gap-free numbered sequence
 // of events triggered throughout, /up polled throughout, and the server's RSS and open fds.
-import { spawn } from "node:child_process";
-import process from "node:process";
 import { readdirSync, readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
-import { isBun, repoRoot, trackChild } from "../helpers/server.ts";
+import { childEnv } from "../support/env.ts";
+import { spawnProcess } from "../support/process.ts";
+import { isBun, repoRoot } from "../support/server.ts";
 import { FuzzSocket } from "./client.ts";
 import type { Tally } from "./report.ts";
 import { hmac, httpStringToSign, MAIN, md5 } from "./spec.ts";
-
-/** The server's pid: the process whose environment holds our tag (the helper hides the pid). */
-export function findPid(tag: string): number | undefined {
-  const found: number[] = [];
-  for (const entry of readdirSync("/proc")) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      if (
-        readFileSync(`/proc/${entry}/environ`, "latin1").split("\0").includes(`FUZZ_TAG=${tag}`)
-      ) {
-        found.push(Number(entry));
-      }
-    } catch {
-      // gone, or not ours
-    }
-  }
-  // A wrapper may exec a child with the same environment: the newest is the server.
-  return found.sort((a, b) => a - b).at(-1);
-}
 
 export interface Resources {
   rssMb: number;
@@ -126,27 +107,23 @@ function startUpPoller(
   const [cmd, args] = isBun
     ? [`${repoRoot}node_modules/.bin/bun`, ["run", file, origin]]
     : [`${repoRoot}node_modules/.bin/deno`, ["run", "--allow-net", file, origin]];
-  const child = spawn(cmd, args, { stdio: ["ignore", "pipe", "inherit"] });
-  trackChild(child);
-  const exited = new Promise<void>((resolve) => child.on("exit", () => resolve()));
+  const poller = spawnProcess({ cmd, args, env: childEnv() });
   let count = 0;
   let slowestMs = 0;
-  let rest = "";
-  child.stdout?.on("data", (chunk: Uint8Array | string) => {
-    rest += typeof chunk === "string" ? chunk : new TextDecoder().decode(chunk);
-    const lines = rest.split("\n");
-    rest = lines.pop() ?? "";
-    for (const line of lines) {
-      const [status, ms] = line.split(" ");
+  let seen = 0;
+  const tallyLines = () => {
+    for (; seen < poller.stdout.length; seen++) {
+      const [status, ms] = poller.stdout[seen].split(" ");
       count++;
       slowestMs = Math.max(slowestMs, Number(ms));
       if (status !== "200") tally.problem(`/up answered ${status} during the run`);
     }
-  });
+  };
   return {
     async stop() {
-      if (child.pid !== undefined && child.exitCode === null) process.kill(child.pid, "SIGTERM");
-      await exited;
+      await poller.stop();
+      tallyLines();
+      for (const line of poller.stderr) console.error(line);
       return { count, slowestMs };
     },
   };

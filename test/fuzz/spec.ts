@@ -2,7 +2,7 @@
 // kinds and names (§3), auth strings (§3, §8) and HTTP signing (§9), written independently of src/.
 import { Buffer } from "node:buffer";
 import { createHash, createHmac } from "node:crypto";
-import type { ChorusConfig } from "../helpers/server.ts";
+import type { ChorusConfig } from "../support/server.ts";
 
 export interface FuzzApp {
   id: string;

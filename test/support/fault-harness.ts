@@ -23,7 +23,6 @@
 // Every run prints one `FAULT-SUMMARY {json}` line on stdout, plus `FAULT-NOTE` lines for
 // observations that do not fail (join-race member events, duplicates of non-200 events).
 import assert from "node:assert/strict";
-import process from "node:process";
 import { MAIN } from "./apps.ts";
 import {
   type ClusterNode,
@@ -493,13 +492,13 @@ export class FaultCluster {
 
   /** Fault helpers. */
   freezeRedis(): void {
-    if (this.redis.pid === undefined) throw new Error("redis-server is not running");
-    process.kill(this.redis.pid, "SIGSTOP");
+    if (!this.redis.process?.running) throw new Error("redis-server is not running");
+    this.redis.signal("SIGSTOP");
     this.#frozen = true;
   }
 
   thawRedis(): void {
-    if (this.redis.pid !== undefined) process.kill(this.redis.pid, "SIGCONT");
+    this.redis.signal("SIGCONT");
     this.#frozen = false;
   }
 

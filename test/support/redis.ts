@@ -1,15 +1,19 @@
 // Redis for the cluster suites: the shared server's URL, per-test key prefixes, admin clients for
 // PUBSUB inspection, and private redis-server processes (spawned per suite, killed by pid) for
 // outage and replica tests.
-import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
-import { createConnection, createServer } from "node:net";
+import { createConnection } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
 import { Redis } from "ioredis";
+import { childEnv } from "./env.ts";
+import { freePort } from "./ports.ts";
+import { type Spawned, spawnProcess } from "./process.ts";
 import { delay, until } from "./wait.ts";
+
+export { freePort };
 
 /** The shared Redis (REDIS_URL, default redis://127.0.0.1:6379). */
 export const REDIS_URL = process.env.REDIS_URL || "redis://127.0.0.1:6379";
@@ -110,19 +114,6 @@ export async function deleteKeys(client: Redis, prefix: string): Promise<void> {
   } while (cursor !== "0");
 }
 
-/** A port nobody listens on right now. */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once("error", reject);
-    srv.listen(0, "127.0.0.1", () => {
-      const addr = srv.address();
-      const port = typeof addr === "object" && addr ? addr.port : 0;
-      srv.close(() => (port ? resolve(port) : reject(new Error("no port"))));
-    });
-  });
-}
-
 /** True when a PING over a fresh TCP connection is answered +PONG within `ms`. */
 export function pingRedis(port: number, ms = 500): Promise<boolean> {
   return new Promise((resolve) => {
@@ -144,14 +135,10 @@ export function pingRedis(port: number, ms = 500): Promise<boolean> {
 }
 
 const servers = new Set<RedisServer>();
-const liveChildren = new Set<ChildProcess>();
-let exitHook = false;
 
 /** A private redis-server (no persistence) on a fixed port, stoppable and restartable. */
 export class RedisServer {
-  child: ChildProcess | undefined;
-  exited: Promise<void> = Promise.resolve();
-  readonly output: string[] = [];
+  process: Spawned | undefined;
   readonly #dir = mkdtempSync(join(tmpdir(), "chorus-redis-"));
 
   private constructor(readonly port: number, readonly extraArgs: string[]) {}
@@ -161,7 +148,12 @@ export class RedisServer {
   }
 
   get pid(): number | undefined {
-    return this.child?.pid;
+    return this.process?.pid;
+  }
+
+  /** The last lines redis-server printed. */
+  get output(): string[] {
+    return [...(this.process?.stdout ?? []), ...(this.process?.stderr ?? [])];
   }
 
   /** Starts redis-server on a free port (or `port`), resolving once it answers PING. */
@@ -174,18 +166,6 @@ export class RedisServer {
 
   /** (Re)starts the process on the same port. */
   async startProcess(): Promise<void> {
-    if (!exitHook) {
-      exitHook = true;
-      process.on("exit", () => {
-        for (const c of liveChildren) {
-          try {
-            if (c.pid !== undefined) process.kill(c.pid, "SIGKILL");
-          } catch {
-            // gone already
-          }
-        }
-      });
-    }
     const args = [
       "--port",
       String(this.port),
@@ -199,30 +179,11 @@ export class RedisServer {
       this.#dir,
       ...this.extraArgs,
     ];
-    const child = spawn("redis-server", args, { stdio: ["ignore", "pipe", "pipe"] });
-    this.child = child;
-    liveChildren.add(child);
-    const sink = (d: Uint8Array | string) => {
-      const text = typeof d === "string" ? d : new TextDecoder().decode(d);
-      this.output.push(...text.split("\n").filter((l) => l !== ""));
-      if (this.output.length > 200) this.output.splice(0, this.output.length - 200);
-    };
-    child.stdout?.on("data", sink);
-    child.stderr?.on("data", sink);
-    this.exited = new Promise<void>((resolve) => {
-      child.on("exit", () => {
-        liveChildren.delete(child);
-        resolve();
-      });
-      child.on("error", (err) => {
-        this.output.push(`spawn error: ${err.message}`);
-        liveChildren.delete(child);
-        resolve();
-      });
-    });
+    const p = spawnProcess({ cmd: "redis-server", args, env: childEnv(), keepLines: 200 });
+    this.process = p;
     const deadline = Date.now() + 10000;
     while (!(await pingRedis(this.port))) {
-      if (child.exitCode !== null || Date.now() > deadline) {
+      if (!p.running || Date.now() > deadline) {
         throw new Error(
           `redis-server on port ${this.port} did not start:\n${this.output.join("\n")}`,
         );
@@ -231,22 +192,17 @@ export class RedisServer {
     }
   }
 
-  /** Stops the process with `signal` and waits until it is gone and the port is closed. */
+  /** Stops the process with `signal` (SIGKILL after 5 s) and waits until it is gone. */
   async stopProcess(signal: "SIGTERM" | "SIGKILL" = "SIGKILL"): Promise<void> {
-    const child = this.child;
-    if (!child || child.exitCode !== null || child.signalCode !== null) return;
-    // process.kill(pid) rather than child.kill(): Deno ignores ChildProcess.kill() after the first.
-    const send = (sig: "SIGTERM" | "SIGKILL") => {
-      try {
-        if (child.pid !== undefined) process.kill(child.pid, sig);
-      } catch {
-        // exited meanwhile
-      }
-    };
-    send(signal);
-    const timer = setTimeout(() => send("SIGKILL"), 5000);
-    await this.exited;
-    clearTimeout(timer);
+    const p = this.process;
+    if (!p?.running) return;
+    if (signal === "SIGKILL") p.signal("SIGKILL");
+    await p.stop(5000);
+  }
+
+  /** Freezes (SIGSTOP) or thaws (SIGCONT) the process: a hung Redis, not a gone one. */
+  signal(sig: "SIGSTOP" | "SIGCONT"): void {
+    this.process?.signal(sig);
   }
 
   /** Stops the process for good and removes its directory. */
@@ -254,6 +210,10 @@ export class RedisServer {
     servers.delete(this);
     await this.stopProcess("SIGKILL");
     rmSync(this.#dir, { recursive: true, force: true });
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.dispose();
   }
 }
 

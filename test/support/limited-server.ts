@@ -1,14 +1,17 @@
 // Starts Chorus under a shell `ulimit -n` (the process is the runtime itself, via exec), exposes
 // its pid for /proc/<pid>/fd counts, and offers raw TCP clients: silent, half a request, and a
 // WebSocket that does the handshake by hand and then never answers anything.
-import { type ChildProcess, spawn } from "node:child_process";
 import { readdirSync } from "node:fs";
 import net from "node:net";
+import { spawnProcess } from "./process.ts";
 import {
   type Chorus,
   type ChorusConfig,
+  repoRoot,
   serverCommand,
-  trackChild,
+  serverEnv,
+  serverUrls,
+  waitListening,
   writeTempConfig,
 } from "./server.ts";
 
@@ -26,74 +29,34 @@ export async function startLimited(
 ): Promise<LimitedChorus> {
   const tmp = writeTempConfig(config);
   const { cmd, args } = serverCommand();
-  const quoted = [cmd, ...args].map((part) => `'${part}'`).join(" ");
-  const child: ChildProcess = spawn("bash", ["-c", `ulimit -n ${fileLimit}; exec ${quoted}`], {
-    env: {
-      ...process.env,
-      HOST: "127.0.0.1",
-      PORT: "0",
-      LOG_LEVEL: "info",
-      CHORUS_DRAIN_MS: "0",
-      CHORUS_CONFIG: tmp.path,
-      REDIS_URL: "",
-      ...env,
-    },
-    stdio: ["ignore", "pipe", "pipe"],
+  const p = spawnProcess({
+    cmd,
+    args,
+    env: serverEnv({ CHORUS_CONFIG: tmp.path, ...env }),
+    cwd: repoRoot,
+    fileLimit,
   });
-  trackChild(child);
-  const stdout: string[] = [];
-  const stderr: string[] = [];
-  const lines = (sink: string[]) => {
-    let rest = "";
-    return (chunk: Uint8Array) => {
-      rest += new TextDecoder().decode(chunk);
-      const parts = rest.split("\n");
-      rest = parts.pop() ?? "";
-      sink.push(...parts);
-    };
+  let port: number;
+  try {
+    port = await waitListening(p, `Chorus (ulimit -n ${fileLimit})`, 15000);
+  } catch (err) {
+    tmp.remove();
+    throw err;
+  }
+  const stop = async () => {
+    p.signal("SIGKILL");
+    await p.exited;
+    tmp.remove();
   };
-  child.stdout?.on("data", lines(stdout));
-  child.stderr?.on("data", lines(stderr));
-  let exited = child.exitCode !== null;
-  const gone = new Promise<void>((resolve) =>
-    child.on("exit", () => resolve(void (exited = true)))
-  );
-  const port = await new Promise<number>((resolve, reject) => {
-    const timer = setTimeout(
-      () => reject(new Error(`no "listening": ${stderr.join("\n")}`)),
-      15000,
-    );
-    const poll = setInterval(() => {
-      for (const line of stdout) {
-        const match = /"msg":"listening","port":(\d+)/.exec(line);
-        if (match) {
-          clearInterval(poll);
-          clearTimeout(timer);
-          resolve(Number(match[1]));
-        }
-      }
-      if (exited) reject(new Error(`exited before listening: ${stderr.join("\n")}`));
-    }, 10);
-  });
-  const base = `127.0.0.1:${port}`;
   return {
-    pid: child.pid!,
-    port,
-    prefix: "",
-    url: `http://${base}`,
-    wsUrl: (key, query = "protocol=7&client=js&version=8.4.0") =>
-      `ws://${base}/app/${key}?${typeof query === "string" ? query : new URLSearchParams(query)}`,
-    stdout,
-    stderr,
-    alive: () => !exited,
-    fds: () => readdirSync(`/proc/${child.pid}/fd`).length,
-    async stop() {
-      if (!exited) {
-        child.kill("SIGKILL");
-        await gone;
-      }
-      tmp.remove();
-    },
+    ...serverUrls(port),
+    pid: p.pid,
+    stdout: p.stdout,
+    stderr: p.stderr,
+    alive: () => p.running,
+    fds: () => readdirSync(`/proc/${p.pid}/fd`).length,
+    stop,
+    [Symbol.asyncDispose]: stop,
   };
 }
 
