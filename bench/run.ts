@@ -16,6 +16,7 @@ import os from "node:os";
 import { join } from "node:path";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
 import { Histogram } from "./lib/hist.ts";
 import {
   findProcess,
@@ -138,173 +139,150 @@ function fail(message: string): never {
   process.exit(2);
 }
 
-function parseOptions(argv: string[]): Options {
-  const options: Options = {
-    clients: 10_000,
-    targets: [...TARGETS],
-    rate: 20,
-    latSubs: 1_000,
-    moderateSeconds: 8,
-    seconds: 4,
-    window: 80_000,
-    procs: 1,
-    rounds: 10,
-    payload: 100,
-    presenceUsers: 1_000,
-    rampWindow: 500,
-    redis: "redis://127.0.0.1:6379",
-    clusterRuntime: "bun",
-    settleMs: 1_000,
-    quietCores: 0.15,
-    quietWaitSeconds: 60,
-    maxForeign: 0.1,
-    retries: 2,
-    cpuProf: false,
-    phases: [...PHASES],
-    heapStats: false,
-    perf: false,
-    apiSeconds: 2,
-    pin: os.availableParallelism() >= 2 && existsSync("/usr/bin/taskset"),
-    repeat: 1,
-    quick: false,
-  };
-  const given = new Set<string>();
-  const int = (flag: string, text: string, min: number): number => {
-    const n = Number(text);
-    if (!Number.isFinite(n) || n < min) fail(`${flag}: expected a number >= ${min}, got "${text}"`);
+/**
+ * Every flag as `node:util` parseArgs knows it. Numbers and lists are strings here and checked in
+ * `parseOptions`, so that a bad value names the flag as it was typed.
+ */
+const FLAGS = {
+  help: { type: "boolean", short: "h" },
+  quick: { type: "boolean" },
+  repeat: { type: "string" },
+  clients: { type: "string", short: "c" },
+  targets: { type: "string" },
+  variants: { type: "string" },
+  rate: { type: "string" },
+  "lat-subs": { type: "string" },
+  "moderate-duration": { type: "string" },
+  duration: { type: "string", short: "d" },
+  window: { type: "string" },
+  procs: { type: "string" },
+  rounds: { type: "string" },
+  payload: { type: "string" },
+  "presence-users": { type: "string" },
+  "ramp-window": { type: "string" },
+  redis: { type: "string" },
+  "cluster-runtime": { type: "string" },
+  quiet: { type: "string" },
+  "quiet-wait": { type: "string" },
+  "max-foreign": { type: "string" },
+  retries: { type: "string" },
+  phases: { type: "string" },
+  "api-duration": { type: "string" },
+  perf: { type: "boolean" },
+  "heap-stats": { type: "boolean" },
+  "no-pin": { type: "boolean" },
+  summarize: { type: "string" },
+  "cpu-prof": { type: "boolean" },
+} as const;
+type Flag = keyof typeof FLAGS;
+
+/** A flag as given: `raw` is its spelling (`-c` or `--clients`), for messages. */
+interface Given {
+  raw: string;
+  value: string;
+}
+
+const isFlag = (name: string): name is Flag => Object.hasOwn(FLAGS, name);
+
+/**
+ * The flags of `argv`, checked in order (`--help` prints the help there); the last of a repeated
+ * flag wins. parseArgs runs non-strict so that the messages are ours and the same on Bun and
+ * Deno; its tokens keep each flag's spelling and tell `--flag=value` and `--flag value` apart.
+ */
+function readFlags(argv: string[]): Map<Flag, Given> {
+  const { tokens } = parseArgs({
+    args: argv,
+    options: FLAGS,
+    strict: false,
+    allowPositionals: true,
+    tokens: true,
+  });
+  const given = new Map<Flag, Given>();
+  for (const token of tokens) {
+    if (token.kind === "positional") fail(`unknown flag "${token.value}" (see --help)`);
+    if (token.kind === "option-terminator") fail(`unknown flag "--" (see --help)`);
+    if (!isFlag(token.name)) fail(`unknown flag "${token.rawName}" (see --help)`);
+    const { type } = FLAGS[token.name];
+    if (type === "string" && token.value === undefined) fail(`${token.rawName} needs a value`);
+    if (type === "boolean" && token.value !== undefined) fail(`${token.rawName} takes no value`);
+    if (token.name === "help") {
+      console.log(HELP);
+      process.exit(0);
+    }
+    given.set(token.name, { raw: token.rawName, value: token.value ?? "" });
+  }
+  return given;
+}
+
+/** What the command line asks for: a run, or only the summary of a results file. */
+type Invocation = { summarize: string } | { options: Options };
+
+function parseOptions(argv: string[]): Invocation {
+  const flags = readFlags(argv);
+  const summarize = flags.get("summarize");
+  if (summarize) return { summarize: summarize.value };
+  /** The flag's number, or `fallback` when it was not given. */
+  const number = (flag: Flag, min: number, fallback: number): number => {
+    const given = flags.get(flag);
+    if (given === undefined) return fallback;
+    const n = Number(given.value);
+    if (!Number.isFinite(n) || n < min) {
+      fail(`${given.raw}: expected a number >= ${min}, got "${given.value}"`);
+    }
     return n;
   };
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i];
-    const eq = arg.indexOf("=");
-    const flag = arg.startsWith("--") && eq > 0 ? arg.slice(0, eq) : arg;
-    const inline = arg.startsWith("--") && eq > 0 ? arg.slice(eq + 1) : undefined;
-    const value = () => inline ?? argv[++i] ?? fail(`${flag} needs a value`);
-    given.add(flag);
-    switch (flag) {
-      case "-h":
-      case "--help":
-        console.log(HELP);
-        process.exit(0);
-        break;
-      case "--quick":
-        options.quick = true;
-        break;
-      case "--repeat":
-        options.repeat = Math.floor(int(flag, value(), 1));
-        break;
-      case "-c":
-      case "--clients":
-        options.clients = Math.floor(int(flag, value(), 1));
-        break;
-      case "--targets": {
-        const names = value().split(",").map((s) => s.trim()).filter(Boolean);
-        for (const name of names) {
-          if (!(TARGETS as readonly string[]).includes(name)) fail(`unknown target "${name}"`);
-        }
-        options.targets = TARGETS.filter((t) => names.includes(t));
-        break;
-      }
-      case "--variants": {
-        const names = value().split(",").map((s) => s.trim()).filter(Boolean);
-        for (const name of names) {
-          if (!(VARIANTS as readonly string[]).includes(name)) fail(`unknown variant "${name}"`);
-        }
-        options.variants = VARIANTS.filter((v) => v === "public" || names.includes(v));
-        break;
-      }
-      case "--rate":
-        options.rate = int(flag, value(), 0.1);
-        break;
-      case "--lat-subs":
-        options.latSubs = Math.floor(int(flag, value(), 1));
-        break;
-      case "--moderate-duration":
-        options.moderateSeconds = int(flag, value(), 0.5);
-        break;
-      case "-d":
-      case "--duration":
-        options.seconds = int(flag, value(), 0.5);
-        break;
-      case "--window":
-        options.window = Math.floor(int(flag, value(), 1));
-        break;
-      case "--procs":
-        options.procs = Math.floor(int(flag, value(), 1));
-        break;
-      case "--rounds":
-        options.rounds = Math.floor(int(flag, value(), 2));
-        break;
-      case "--payload":
-        options.payload = Math.floor(int(flag, value(), 16));
-        break;
-      case "--presence-users":
-        options.presenceUsers = Math.floor(int(flag, value(), 1));
-        break;
-      case "--ramp-window":
-        options.rampWindow = Math.floor(int(flag, value(), 1));
-        break;
-      case "--redis":
-        options.redis = value();
-        break;
-      case "--cluster-runtime": {
-        const runtime = value();
-        if (runtime !== "bun" && runtime !== "deno") fail("--cluster-runtime: bun or deno");
-        options.clusterRuntime = runtime;
-        break;
-      }
-      case "--cpu-prof":
-        options.cpuProf = true;
-        break;
-      case "--phases": {
-        const names = value().split(",").map((s) => s.trim()).filter(Boolean);
-        for (const name of names) {
-          if (!(PHASES as readonly string[]).includes(name)) fail(`unknown phase "${name}"`);
-        }
-        options.phases = PHASES.filter((p) => names.includes(p));
-        break;
-      }
-      case "--perf":
-        options.perf = true;
-        break;
-      case "--api-duration":
-        options.apiSeconds = int(flag, value(), 0.5);
-        break;
-      case "--heap-stats":
-        options.heapStats = true;
-        break;
-      case "--no-pin":
-        options.pin = false;
-        break;
-      case "--quiet":
-        options.quietCores = int(flag, value(), 0);
-        break;
-      case "--quiet-wait":
-        options.quietWaitSeconds = int(flag, value(), 0);
-        break;
-      case "--max-foreign":
-        options.maxForeign = int(flag, value(), 0);
-        break;
-      case "--retries":
-        options.retries = Math.floor(int(flag, value(), 0));
-        break;
-      default:
-        fail(`unknown flag "${arg}" (see --help)`);
-    }
-  }
-  if (options.quick) {
-    if (!given.has("-c") && !given.has("--clients")) options.clients = 1_000;
-    if (!given.has("--moderate-duration")) options.moderateSeconds = 2;
-    if (!given.has("-d") && !given.has("--duration")) options.seconds = 2;
-    if (!given.has("--presence-users")) options.presenceUsers = 100;
-    if (!given.has("--retries")) options.retries = 0;
-    if (!given.has("--quiet-wait")) options.quietWaitSeconds = 5;
-    options.settleMs = 500;
-  }
+  const integer = (flag: Flag, min: number, fallback: number) =>
+    Math.floor(number(flag, min, fallback));
+  /** The flag's comma-separated names, each one of `known`; undefined when not given. */
+  const names = (flag: Flag, known: readonly string[], what: string): string[] | undefined => {
+    const list = flags.get(flag)?.value.split(",").map((s) => s.trim()).filter(Boolean);
+    for (const name of list ?? []) if (!known.includes(name)) fail(`unknown ${what} "${name}"`);
+    return list;
+  };
+  const targets = names("targets", TARGETS, "target");
+  const variants = names("variants", VARIANTS, "variant");
+  const phases = names("phases", PHASES, "phase");
+  const runtime = flags.get("cluster-runtime")?.value ?? "bun";
+  if (runtime !== "bun" && runtime !== "deno") fail("--cluster-runtime: bun or deno");
+  // --quick changes the defaults only: a flag given explicitly keeps its value.
+  const quick = flags.has("quick");
+  // Key order as before: the machine line prints the options object as it is.
+  const options: Options = {
+    clients: integer("clients", 1, quick ? 1_000 : 10_000),
+    targets: targets ? TARGETS.filter((t) => targets.includes(t)) : [...TARGETS],
+    rate: number("rate", 0.1, 20),
+    latSubs: integer("lat-subs", 1, 1_000),
+    moderateSeconds: number("moderate-duration", 0.5, quick ? 2 : 8),
+    seconds: number("duration", 0.5, quick ? 2 : 4),
+    window: integer("window", 1, 80_000),
+    procs: integer("procs", 1, 1),
+    rounds: integer("rounds", 2, 10),
+    payload: integer("payload", 16, 100),
+    presenceUsers: integer("presence-users", 1, quick ? 100 : 1_000),
+    rampWindow: integer("ramp-window", 1, 500),
+    redis: flags.get("redis")?.value ?? "redis://127.0.0.1:6379",
+    clusterRuntime: runtime,
+    settleMs: quick ? 500 : 1_000,
+    quietCores: number("quiet", 0, 0.15),
+    quietWaitSeconds: number("quiet-wait", 0, quick ? 5 : 60),
+    maxForeign: number("max-foreign", 0, 0.1),
+    retries: integer("retries", 0, quick ? 0 : 2),
+    cpuProf: flags.has("cpu-prof"),
+    phases: phases ? PHASES.filter((p) => phases.includes(p)) : [...PHASES],
+    heapStats: flags.has("heap-stats"),
+    perf: flags.has("perf"),
+    apiSeconds: number("api-duration", 0.5, 2),
+    pin: !flags.has("no-pin") && os.availableParallelism() >= 2 &&
+      existsSync("/usr/bin/taskset"),
+    repeat: integer("repeat", 1, 1),
+    quick,
+  };
+  // Last, as before: only when given ("public" always runs).
+  if (variants) options.variants = VARIANTS.filter((v) => v === "public" || variants.includes(v));
   options.latSubs = Math.min(options.latSubs, options.clients);
   options.presenceUsers = Math.min(options.presenceUsers, options.clients);
   options.procs = Math.min(options.procs, options.clients);
-  return options;
+  return { options };
 }
 
 function variantsFor(target: TargetName, options: Options): Variant[] {
@@ -1993,12 +1971,12 @@ function summarizeFile(file: string): void {
 }
 
 async function main(): Promise<void> {
-  const summarizeAt = process.argv.indexOf("--summarize");
-  if (summarizeAt >= 0) {
-    summarizeFile(process.argv[summarizeAt + 1] ?? fail("--summarize needs a results file"));
+  const invocation = parseOptions(process.argv.slice(2));
+  if ("summarize" in invocation) {
+    summarizeFile(invocation.summarize);
     return;
   }
-  const options = parseOptions(process.argv.slice(2));
+  const { options } = invocation;
   mkdirSync(join(OUT, "logs"), { recursive: true });
   const stamp = new Date().toISOString().replace(/[:.]/g, "-");
   resultsFile = join(OUT, `results-${stamp}.jsonl`);
