@@ -1,0 +1,102 @@
+/**
+ * Starting and stopping one server process. `startServer` is the only place that spawns a
+ * server under test, so that another spawner can take its place later.
+ */
+import type { Subprocess } from "bun";
+import { closeSync, openSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import process from "node:process";
+import { checkOpenFiles, NOFILE, ULIMIT_EXEC } from "./limits.ts";
+import { log } from "./log.ts";
+import { OUT, ROOT } from "./paths.ts";
+import { freePort } from "./ports.ts";
+import { now, sleep } from "./util.ts";
+
+export interface ServerProcess {
+  label: string;
+  proc: Subprocess;
+  pid: number;
+  port: number;
+  logFile: string;
+}
+
+/**
+ * Spawns `command` on a free port under the open-files limit (pinned to `cpu` when given), its
+ * output in bench/.out/logs/<label>.log, and waits until it answers HTTP with at least
+ * `needFiles` open files allowed.
+ */
+export async function startServer(
+  label: string,
+  command: string[],
+  env: Record<string, string>,
+  needFiles: number,
+  cpu?: number,
+): Promise<ServerProcess> {
+  const port = await freePort();
+  if (cpu !== undefined) command = ["taskset", "-c", String(cpu), ...command];
+  const logFile = join(OUT, "logs", `${label}.log`);
+  const fd = openSync(logFile, "w");
+  const proc = Bun.spawn(["/bin/sh", "-c", ULIMIT_EXEC, ...command], {
+    cwd: ROOT,
+    env: {
+      PATH: process.env.PATH ?? "/usr/bin:/bin",
+      HOME: process.env.HOME ?? "/tmp",
+      NO_COLOR: "1",
+      DENO_NO_UPDATE_CHECK: "1",
+      HOST: "127.0.0.1",
+      PORT: String(port),
+      LOG_LEVEL: "warn",
+      BENCH_NOFILE: String(NOFILE),
+      ...env,
+    },
+    stdin: "ignore",
+    stdout: fd,
+    stderr: fd,
+  });
+  closeSync(fd);
+  const server = { label, proc, pid: proc.pid, port, logFile };
+  // LOG_LEVEL=warn hides the "listening" line, so wait until the port answers HTTP.
+  const deadline = now() + 30_000;
+  for (let attempt = 0; attempt < 600 && now() < deadline; attempt++) {
+    if (proc.exitCode !== null) {
+      throw new Error(`${label} exited with ${proc.exitCode}:\n${tail(logFile)}`);
+    }
+    try {
+      const response = await fetch(`http://127.0.0.1:${port}/`, {
+        signal: AbortSignal.timeout(1_000),
+      });
+      await response.arrayBuffer();
+      checkOpenFiles(proc.pid, needFiles, label);
+      return server;
+    } catch (error) {
+      if (error instanceof Error && error.message.includes("open-files")) {
+        await stopServer(server);
+        throw error;
+      }
+      await sleep(50);
+    }
+  }
+  await stopServer(server);
+  throw new Error(`${label} did not answer on port ${port} within 30 s:\n${tail(logFile)}`);
+}
+
+/** SIGTERM, then SIGKILL after 10 s. */
+export async function stopServer(server: ServerProcess): Promise<void> {
+  if (server.proc.exitCode !== null || server.proc.signalCode !== null) return;
+  server.proc.kill("SIGTERM");
+  const exited = await Promise.race([server.proc.exited.then(() => true), sleep(10_000)]);
+  if (!exited) {
+    log(`${server.label} did not stop on SIGTERM within 10 s: SIGKILL`);
+    server.proc.kill("SIGKILL");
+    await Promise.race([server.proc.exited, sleep(5_000)]);
+  }
+}
+
+/** The last lines of a server's log, for error messages. */
+export function tail(file: string): string {
+  try {
+    return readFileSync(file, "utf8").split("\n").slice(-15).join("\n");
+  } catch {
+    return "";
+  }
+}
