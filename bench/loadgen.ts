@@ -8,7 +8,7 @@
  */
 import process from "node:process";
 import { Histogram } from "./lib/hist.ts";
-import { type AppCredentials, presenceAuth } from "./lib/sign.ts";
+import { type AppCreds, channelAuth } from "../test/support/index.ts";
 
 export type Command =
   | { id: number; cmd: "clock" }
@@ -31,7 +31,7 @@ export type Command =
     window: number;
     timeoutMs: number;
     /** Presence channels: sign `channel_data` with the app secret; user id = index % users. */
-    presence?: { app: AppCredentials; users: number };
+    presence?: { app: AppCreds; users: number };
   }
   | {
     id: number;
@@ -227,7 +227,7 @@ function subscribe(
           const user = client.index % c.presence.users;
           const channelData = JSON.stringify({ user_id: `u${user}`, user_info: { n: user } });
           data.channel_data = channelData;
-          data.auth = presenceAuth(c.presence.app, client.socketId, c.channel, channelData);
+          data.auth = channelAuth(c.presence.app, client.socketId, c.channel, channelData);
         }
         client.ws.send(JSON.stringify({ event: "pusher:subscribe", data }));
       }

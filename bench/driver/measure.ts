@@ -176,7 +176,7 @@ export async function measured(
 /** RSS of the measured server after a forced full GC (SIGUSR2, see bench/gc-hook.ts). */
 export async function liveRss(running: Running, options: Options): Promise<number> {
   assertAlive(running);
-  running.measured.proc.kill("SIGUSR2");
+  running.measured.proc.signal("SIGUSR2");
   await sleep(Math.max(300, options.settleMs / 2));
   return treeRssBytes(running.measured.pid);
 }

@@ -1,20 +1,19 @@
 /**
- * Starting and stopping one server process. `startServer` is the only place that spawns a
- * server under test, so that another spawner can take its place later.
+ * Starting and stopping one server process under test, through the tests' one spawner
+ * (test/support/process.ts).
  */
-import type { Subprocess } from "bun";
-import { closeSync, openSync, readFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import process from "node:process";
-import { checkOpenFiles, NOFILE, ULIMIT_EXEC } from "./limits.ts";
+import { freePort, type Spawned, spawnProcess } from "../../test/support/index.ts";
+import { checkOpenFiles, NOFILE } from "./limits.ts";
 import { log } from "./log.ts";
 import { OUT, ROOT } from "./paths.ts";
-import { freePort } from "./ports.ts";
 import { now, sleep } from "./util.ts";
 
 export interface ServerProcess {
   label: string;
-  proc: Subprocess;
+  proc: Spawned;
   pid: number;
   port: number;
   logFile: string;
@@ -35,8 +34,10 @@ export async function startServer(
   const port = await freePort();
   if (cpu !== undefined) command = ["taskset", "-c", String(cpu), ...command];
   const logFile = join(OUT, "logs", `${label}.log`);
-  const fd = openSync(logFile, "w");
-  const proc = Bun.spawn(["/bin/sh", "-c", ULIMIT_EXEC, ...command], {
+  // A minimal environment of its own, not the driver's: nothing the developer set leaks in.
+  const proc = spawnProcess({
+    cmd: command[0],
+    args: command.slice(1),
     cwd: ROOT,
     env: {
       PATH: process.env.PATH ?? "/usr/bin:/bin",
@@ -46,19 +47,16 @@ export async function startServer(
       HOST: "127.0.0.1",
       PORT: String(port),
       LOG_LEVEL: "warn",
-      BENCH_NOFILE: String(NOFILE),
       ...env,
     },
-    stdin: "ignore",
-    stdout: fd,
-    stderr: fd,
+    fileLimit: NOFILE,
+    logFile,
   });
-  closeSync(fd);
   const server = { label, proc, pid: proc.pid, port, logFile };
   // LOG_LEVEL=warn hides the "listening" line, so wait until the port answers HTTP.
   const deadline = now() + 30_000;
   for (let attempt = 0; attempt < 600 && now() < deadline; attempt++) {
-    if (proc.exitCode !== null) {
+    if (!proc.running) {
       throw new Error(`${label} exited with ${proc.exitCode}:\n${tail(logFile)}`);
     }
     try {
@@ -82,14 +80,13 @@ export async function startServer(
 
 /** SIGTERM, then SIGKILL after 10 s. */
 export async function stopServer(server: ServerProcess): Promise<void> {
-  if (server.proc.exitCode !== null || server.proc.signalCode !== null) return;
-  server.proc.kill("SIGTERM");
-  const exited = await Promise.race([server.proc.exited.then(() => true), sleep(10_000)]);
-  if (!exited) {
-    log(`${server.label} did not stop on SIGTERM within 10 s: SIGKILL`);
-    server.proc.kill("SIGKILL");
-    await Promise.race([server.proc.exited, sleep(5_000)]);
-  }
+  if (!server.proc.running) return;
+  const timer = setTimeout(
+    () => log(`${server.label} did not stop on SIGTERM within 10 s: SIGKILL`),
+    10_000,
+  );
+  await server.proc.stop(10_000);
+  clearTimeout(timer);
 }
 
 /** The last lines of a server's log, for error messages. */

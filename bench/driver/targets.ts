@@ -35,8 +35,8 @@ export function variantsFor(target: TargetName, options: Options): Variant[] {
 /** Throws when a server of the target died (with its exit code or signal and log tail). */
 export function assertAlive(running: Running): void {
   for (const server of running.servers) {
-    const { exitCode, signalCode } = server.proc;
-    if (exitCode !== null || signalCode !== null) {
+    const { exitCode, signalCode, running } = server.proc;
+    if (!running) {
       throw new Error(
         `${server.label} died (exit ${exitCode}, signal ${signalCode}):\n${tail(server.logFile)}`,
       );

@@ -1,5 +1,5 @@
 /** Events triggered through the signed HTTP API, counted for the closed loops. */
-import { signedGet, signedPost } from "../lib/sign.ts";
+import { signedPath } from "../../test/support/index.ts";
 import { APP, EVENT } from "./names.ts";
 import { now } from "./util.ts";
 
@@ -39,7 +39,7 @@ export class Trigger {
     this.inFlight++;
     this.calls++;
     try {
-      const response = await fetch(this.base + signedPost(APP, path, body), {
+      const response = await fetch(this.base + signedPath(APP, "POST", path, body), {
         method: "POST",
         body,
         headers: { "content-type": "application/json" },
@@ -59,7 +59,7 @@ export class Trigger {
   }
 
   async get(path: string): Promise<unknown> {
-    const response = await fetch(this.base + signedGet(APP, path), {
+    const response = await fetch(this.base + signedPath(APP, "GET", path), {
       signal: AbortSignal.timeout(10_000),
     });
     if (!response.ok) throw new Error(`GET ${path}: HTTP ${response.status}`);

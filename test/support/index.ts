@@ -16,6 +16,7 @@ export {
   hmacHex,
   md5Hex,
   signedParams,
+  signedPath,
   signinAuth,
   stringToSign,
   toQuery,

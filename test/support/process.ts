@@ -31,6 +31,8 @@ export interface Spawned {
   readonly exited: Promise<number | null>;
   /** The exit code once it exited (see `exited`), undefined while it runs. */
   readonly exitCode: number | null | undefined;
+  /** The signal that ended it, if one did. */
+  readonly signalCode: string | null;
   readonly running: boolean;
   /** Sends a signal without waiting; nothing happens once it exited. */
   signal(sig: Signal): void;
@@ -88,9 +90,11 @@ export function spawnProcess(o: ProcessOptions): Spawned {
   child.stdout?.on("data", lineCollector(stdout, o.keepLines));
   child.stderr?.on("data", lineCollector(stderr, o.keepLines));
   let exitCode: number | null | undefined;
+  let signalCode: string | null = null;
   const exited = new Promise<number | null>((resolve) => {
     child.on("exit", (code, sig) => {
       exitCode = code ?? (sig ? -1 : null);
+      signalCode = sig;
       live.delete(spawned);
       resolve(exitCode);
     });
@@ -125,6 +129,9 @@ export function spawnProcess(o: ProcessOptions): Spawned {
     exited,
     get exitCode() {
       return exitCode;
+    },
+    get signalCode() {
+      return signalCode;
     },
     get running() {
       return exitCode === undefined;

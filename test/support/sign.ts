@@ -79,6 +79,17 @@ export function toQuery(params: Record<string, string>): string {
     .join("&");
 }
 
+/** `{path}?{signed query}` for a request of `app` (the bench's calls, built with fetch). */
+export function signedPath(
+  app: { key: string; secret: string },
+  method: "GET" | "POST",
+  path: string,
+  body?: string,
+): string {
+  const params = signedParams({ method, path, body, key: app.key, secret: app.secret });
+  return `${path}?${toQuery(params)}`;
+}
+
 export interface ApiResponse {
   status: number;
   headers: Headers;
