@@ -16,6 +16,8 @@ import { deleteKeys, randomPrefix, REDIS_URL } from "./support/redis.ts";
 interface Driver {
   name: string;
   state: State;
+  /** Another node's view of the same shared state (for local, the one process's own). */
+  peer: State;
   /** Lets the next count announcement of `channel` through (the once-a-second lock ran out). */
   expireCountLock(appId: string, channel: string): Promise<void>;
   dispose(): Promise<void>;
@@ -23,9 +25,11 @@ interface Driver {
 
 function localDriver(): Driver {
   let clock = 1_000_000;
+  const state = new LocalState(() => clock);
   return {
     name: "local",
-    state: new LocalState(() => clock),
+    state,
+    peer: state,
     expireCountLock: () => {
       clock += 1_000;
       return Promise.resolve();
@@ -39,9 +43,11 @@ function redisDriver(): Driver {
   const keys = new RedisKeys(prefix);
   const commands = new Redis(REDIS_URL, { commandTimeout: 2000 });
   const link = new RedisLink(keys, "contract-node", commands);
+  const peerLink = new RedisLink(keys, "contract-peer", commands);
   return {
     name: "redis",
     state: new RedisState(link, () => {}),
+    peer: new RedisState(peerLink, () => {}),
     expireCountLock: async (appId, channel) => {
       await commands.del(keys.countLock(appId, channel));
     },
@@ -155,7 +161,7 @@ for (const make of [localDriver, redisDriver]) {
         },
       );
       assert.deepEqual(
-        [...(await state.presenceMembers(app, ch))].sort(),
+        [...(await state.presenceMembers(app, ch)).members()].sort(),
         [["u1", { n: 1 }], ["u2", { n: 2 }]],
       );
       assert.deepEqual(
@@ -166,8 +172,67 @@ for (const make of [localDriver, redisDriver]) {
         await state.leavePresence({ appId: app, channel: ch, socketId: "3.2", userId: "u1" }),
         { last: true },
       );
-      assert.deepEqual([...(await state.presenceMembers(app, ch)).keys()], ["u2"]);
+      assert.deepEqual([...(await state.presenceMembers(app, ch)).ids()], ["u2"]);
     });
+
+    // Each join answers the member list from a copy that joins and leaves keep up to date
+    // (src/channels/roster.ts, src/cluster/redis-rosters.ts): it must equal the true list after
+    // any order of joins, leaves and re-joins, on either node, including changed user_info.
+    it(
+      "presence: every join answers the true member list, in any order, on any node",
+      T,
+      async () => {
+        const ch = "presence-orders";
+        const model = new Map<string, { info: unknown; sockets: Set<string> }>();
+        let seed = 7;
+        const random = (n: number) => (seed = (seed * 1103515245 + 12345) % 2147483648) % n;
+        const nodes = [driver.state, driver.peer];
+        for (let step = 0; step < 300; step++) {
+          const node = nodes[random(2)];
+          const userId = `u${random(6)}`;
+          const socketId = `${random(2)}.${random(4)}`;
+          const member = model.get(userId);
+          if (random(3) > 0) {
+            const info = { v: random(3) };
+            const joined = await node.joinPresence({
+              appId: app,
+              channel: ch,
+              socketId,
+              userId,
+              userInfo: info,
+              maxMembers: 100,
+            });
+            assert.ok(joined.ok);
+            assert.equal(joined.first, member === undefined, `step ${step}: first`);
+            if (!member) model.set(userId, { info, sockets: new Set([socketId]) });
+            else member.sockets.add(socketId);
+            const expected = Object.fromEntries([...model].map(([id, m]) => [id, m.info]));
+            const frame = JSON.parse(joined.roster.frame());
+            const presence = JSON.parse(frame.data).presence;
+            assert.deepEqual(presence.hash, expected, `step ${step}: join answers the true list`);
+            assert.deepEqual([...presence.ids].sort(), Object.keys(expected).sort());
+            assert.equal(presence.count, model.size);
+            assert.deepEqual(Object.fromEntries(joined.roster.members()), expected);
+          } else {
+            const { last } = await node.leavePresence({
+              appId: app,
+              channel: ch,
+              socketId,
+              userId,
+            });
+            const held = member?.sockets.delete(socketId) ?? false;
+            const gone = held && member!.sockets.size === 0;
+            if (gone) model.delete(userId);
+            if (held) assert.equal(last, gone, `step ${step}: last`);
+          }
+        }
+        const listed = (await driver.peer.presenceMembers(app, ch)).members();
+        assert.deepEqual(
+          Object.fromEntries(listed),
+          Object.fromEntries([...model].map(([id, m]) => [id, m.info])),
+        );
+      },
+    );
 
     it("sign-in: online on the first socket, offline after the last", T, async () => {
       assert.deepEqual(await state.signIn({ appId: app, userId: "w1", socketId: "4.1" }), {

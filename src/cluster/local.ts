@@ -1,5 +1,6 @@
 /** The single-process cluster: in-memory state, and a bus that delivers straight to this node. */
 import { isPresence } from "../channels/kinds.ts";
+import { Roster } from "../channels/roster.ts";
 import type {
   Bus,
   CachedEvent,
@@ -19,17 +20,17 @@ import type {
 /** Subscription counts are announced at most this often per channel. */
 export const COUNT_ANNOUNCE_INTERVAL_MS = 1_000;
 
-interface PresenceUser {
-  info: unknown;
-  sockets: Set<string>;
+interface PresenceChannel {
+  /** user id -> its socket ids */
+  sockets: Map<string, Set<string>>;
+  roster: Roster;
 }
 
 interface AppState {
   connections: Set<string>;
   /** channel -> subscribed socket ids */
   subscriptions: Map<string, Set<string>>;
-  /** presence channel -> user id -> member */
-  presence: Map<string, Map<string, PresenceUser>>;
+  presence: Map<string, PresenceChannel>;
   /** signed-in user id -> socket ids */
   users: Map<string, Set<string>>;
   cache: Map<string, CachedEvent & { expiresAt: number }>;
@@ -177,37 +178,42 @@ export class LocalState implements State {
   }): Promise<JoinResult> {
     const { presence } = this.#app(appId);
     let members = presence.get(channel);
-    if (!members) presence.set(channel, members = new Map());
-    let user = members.get(userId);
-    const first = user === undefined;
-    if (!user) {
-      if (members.size >= maxMembers) {
-        if (members.size === 0) presence.delete(channel);
+    if (!members) {
+      presence.set(channel, members = { sockets: new Map(), roster: new Roster(channel) });
+    }
+    let sockets = members.sockets.get(userId);
+    const first = sockets === undefined;
+    if (!sockets) {
+      if (members.sockets.size >= maxMembers) {
+        if (members.sockets.size === 0) presence.delete(channel);
         return Promise.resolve({ ok: false, reason: "full" });
       }
-      members.set(userId, user = { info: userInfo, sockets: new Set() });
+      members.sockets.set(userId, sockets = new Set());
+      members.roster.set(userId, JSON.stringify(userInfo));
     }
-    user.sockets.add(socketId);
-    return Promise.resolve({ ok: true, first, members: memberInfos(members) });
+    sockets.add(socketId);
+    return Promise.resolve({ ok: true, first, roster: members.roster });
   }
 
   leavePresence({ appId, channel, socketId, userId }: MemberRef): Promise<{ last: boolean }> {
     const { presence } = this.#app(appId);
     const members = presence.get(channel);
-    const user = members?.get(userId);
-    if (!members || !user || !user.sockets.delete(socketId)) {
-      return Promise.resolve({ last: false });
-    }
-    if (user.sockets.size > 0) return Promise.resolve({ last: false });
-    members.delete(userId);
-    if (members.size === 0) presence.delete(channel);
+    const sockets = members?.sockets.get(userId);
+    if (!members || !sockets?.delete(socketId)) return Promise.resolve({ last: false });
+    if (sockets.size > 0) return Promise.resolve({ last: false });
+    members.sockets.delete(userId);
+    members.roster.delete(userId);
+    if (members.sockets.size === 0) presence.delete(channel);
     return Promise.resolve({ last: true });
   }
 
-  presenceMembers(appId: string, channel: string): Promise<Map<string, unknown>> {
-    const members = this.#app(appId).presence.get(channel);
-    return Promise.resolve(members ? memberInfos(members) : new Map());
+  presenceMembers(appId: string, channel: string): Promise<Roster> {
+    return Promise.resolve(
+      this.#app(appId).presence.get(channel)?.roster ?? new Roster(channel),
+    );
   }
+
+  releasePresence(): void {}
 
   channels(appId: string, prefix = ""): Promise<Map<string, ChannelCounts>> {
     const result = new Map<string, ChannelCounts>();
@@ -225,14 +231,8 @@ export class LocalState implements State {
     const app = this.#app(appId);
     const subscriptionCount = app.subscriptions.get(channel)?.size ?? 0;
     if (!isPresence(channel)) return { subscriptionCount };
-    return { subscriptionCount, userCount: app.presence.get(channel)?.size ?? 0 };
+    return { subscriptionCount, userCount: app.presence.get(channel)?.sockets.size ?? 0 };
   }
-}
-
-function memberInfos(members: Map<string, PresenceUser>): Map<string, unknown> {
-  const infos = new Map<string, unknown>();
-  for (const [userId, user] of members) infos.set(userId, user.info);
-  return infos;
 }
 
 class LocalBus implements Bus {

@@ -59,6 +59,30 @@ local function sub_remove(app, channel, sock, absent)
   return 0
 end
 
+-- The member list's version (src/cluster/redis-rosters.ts): 'empty' for no members, else a
+-- token set by roster_changed. Members without a token (written before versions existed) get one.
+local roster_changed
+local function roster_version(app, channel)
+  local version = redis.call('GET', app_key(app) .. ':pver:' .. channel)
+  if version then return version end
+  if redis.call('HLEN', app_key(app) .. ':pinfo:' .. channel) == 0 then return 'empty' end
+  return roster_changed(app, channel)
+end
+
+-- A new version after the list changed: TIME keeps tokens unique across Redis restarts, the
+-- counter within one microsecond.
+roster_changed = function(app, channel)
+  local key = app_key(app) .. ':pver:' .. channel
+  if redis.call('HLEN', app_key(app) .. ':pinfo:' .. channel) == 0 then
+    redis.call('DEL', key)
+    return 'empty'
+  end
+  local now = redis.call('TIME')
+  local version = now[1] .. '.' .. now[2] .. '.' .. redis.call('INCR', ROOT .. ':pseq')
+  redis.call('SET', key, version)
+  return version
+end
+
 -- 1: the user's first socket in the channel; 0: already present; -1: channel full.
 local function presence_join(app, channel, sock, user, info, max)
   local key = app_key(app)
@@ -73,6 +97,7 @@ local function presence_join(app, channel, sock, user, info, max)
   end
   redis.call('SADD', socks, sock)
   redis.call('HSET', infos, user, info)
+  roster_changed(app, channel)
   return 1
 end
 
@@ -83,7 +108,10 @@ local function presence_leave(app, channel, sock, user, absent)
   local socks = key .. ':psock:' .. channel .. ':' .. user
   local removed = redis.call('SREM', socks, sock) == 1
   if redis.call('SCARD', socks) > 0 then return 0 end
-  if redis.call('HDEL', key .. ':pinfo:' .. channel, user) == 1 then return 1 end
+  if redis.call('HDEL', key .. ':pinfo:' .. channel, user) == 1 then
+    roster_changed(app, channel)
+    return 1
+  end
   if absent and not removed then return 1 end
   return 0
 end

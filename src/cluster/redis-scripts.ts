@@ -10,6 +10,8 @@
  *   {root}:{app}:channels                 SET   occupied channel names
  *   {root}:{app}:subs:{channel}           SET   socket ids subscribed
  *   {root}:{app}:pinfo:{channel}          HASH  presence user id -> user_info JSON
+ *   {root}:{app}:pver:{channel}           STRING version of that member list (absent: empty)
+ *   {root}:pseq                           STRING counter in member-list versions
  *   {root}:{app}:psock:{channel}:{user}   SET   socket ids present as that user
  *   {root}:{app}:usock:{user}             SET   socket ids signed in as that user
  *   {root}:{app}:cache:{channel}          STRING last cached event (JSON), with a TTL
@@ -55,17 +57,20 @@ return sub_remove(ARGV[3], ARGV[4], ARGV[5], true)
 `);
 
 /**
- * ARGV: root, node, app, channel, socket, user, info JSON, max members
- * → { code (1 first, 0 present, -1 full), user, info, user, info... }
+ * ARGV: root, node, app, channel, socket, user, info JSON, max members, the version of the
+ * caller's copy of the member list (src/cluster/redis-rosters.ts)
+ * → { code (1 first, 0 present, -1 full), version before, version after, 'list' | 'same',
+ *     then with 'list': user, info, user, info... }
  */
 export const PRESENCE_JOIN = script(`
 local app, channel, sock, user = ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+local before = roster_version(app, channel)
 local code = presence_join(app, channel, sock, user, ARGV[7], tonumber(ARGV[8]))
-if code >= 0 then
-  redis.call('SADD', NODE, 'p\\t' .. app .. '\\t' .. channel .. '\\t' .. sock .. '\\t' .. user)
-end
-local reply = { code }
-if code >= 0 then
+if code < 0 then return { code } end
+redis.call('SADD', NODE, 'p\\t' .. app .. '\\t' .. channel .. '\\t' .. sock .. '\\t' .. user)
+local reply = { code, before, roster_version(app, channel), 'same' }
+if before ~= ARGV[9] then
+  reply[4] = 'list'
   for _, v in ipairs(redis.call('HGETALL', app_key(app) .. ':pinfo:' .. channel)) do
     reply[#reply + 1] = v
   end
@@ -73,11 +78,16 @@ end
 return reply
 `);
 
-/** ARGV: root, node, app, channel, socket, user → 1 when it was the user's last socket. */
+/**
+ * ARGV: root, node, app, channel, socket, user
+ * → { 1 when it was the user's last socket else 0, list version before, version after }.
+ */
 export const PRESENCE_LEAVE = script(`
 local app, channel, sock, user = ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 redis.call('SREM', NODE, 'p\\t' .. app .. '\\t' .. channel .. '\\t' .. sock .. '\\t' .. user)
-return presence_leave(app, channel, sock, user, true)
+local before = roster_version(app, channel)
+local last = presence_leave(app, channel, sock, user, true)
+return { last, before, roster_version(app, channel) }
 `);
 
 /**

@@ -5,8 +5,10 @@
  * is handed to `onWriteFailed`, so the cluster applies it when it writes its share again.
  */
 import { isPresence } from "../channels/kinds.ts";
+import type { Roster } from "../channels/roster.ts";
 import { COUNT_ANNOUNCE_INTERVAL_MS } from "./local.ts";
 import type { RedisLink } from "./redis-link.ts";
+import { RosterMirror } from "./redis-rosters.ts";
 import type {
   CachedEvent,
   ChannelCounts,
@@ -27,6 +29,8 @@ export type Departure =
   | ["U", string, string, string];
 
 export class RedisState implements State {
+  readonly #rosters = new RosterMirror();
+
   constructor(
     readonly link: RedisLink,
     /** A write failed (departure: the leave to apply later); the share must be written again. */
@@ -85,6 +89,7 @@ export class RedisState implements State {
     userInfo: unknown;
     maxMembers: number;
   }): Promise<JoinResult> {
+    const infoJson = JSON.stringify(userInfo);
     const reply = await this.#write(
       undefined,
       "PRESENCE_JOIN",
@@ -92,30 +97,54 @@ export class RedisState implements State {
       channel,
       socketId,
       userId,
-      JSON.stringify(userInfo),
+      infoJson,
       maxMembers,
-    ) as (string | number)[];
+      this.#rosters.versionOf(appId, channel),
+    ) as unknown[];
     const code = Number(reply[0]);
     if (code < 0) return { ok: false, reason: "full" };
-    return { ok: true, first: code === 1, members: memberMap(reply, 1) };
+    const versions = {
+      before: String(reply[1]),
+      after: String(reply[2]),
+      list: reply[3] === "list" ? reply.slice(4) : undefined,
+    };
+    const roster = this.#rosters.joined(appId, channel, versions, { userId, infoJson }) ??
+      await this.presenceMembers(appId, channel);
+    return { ok: true, first: code === 1, roster };
   }
 
   async leavePresence({ appId, channel, socketId, userId }: MemberRef): Promise<{ last: boolean }> {
-    const reply = await this.#write(
-      ["P", appId, channel, socketId, userId],
-      "PRESENCE_LEAVE",
+    let reply: unknown[];
+    try {
+      reply = await this.#write(
+        ["P", appId, channel, socketId, userId],
+        "PRESENCE_LEAVE",
+        appId,
+        channel,
+        socketId,
+        userId,
+      ) as unknown[];
+    } catch (error) {
+      this.#rosters.release(appId, channel);
+      throw error;
+    }
+    this.#rosters.left(
       appId,
       channel,
-      socketId,
+      { before: String(reply[1]), after: String(reply[2]) },
       userId,
     );
-    return { last: reply === 1 };
+    return { last: reply[0] === 1 };
   }
 
-  async presenceMembers(appId: string, channel: string): Promise<Map<string, unknown>> {
+  async presenceMembers(appId: string, channel: string): Promise<Roster> {
     const key = this.link.keys.members(appId, channel);
     const flat = await this.link.call((redis) => redis.call("HGETALL", key));
-    return memberMap(toFlatList(flat), 0);
+    return RosterMirror.fromList(channel, toFlatList(flat));
+  }
+
+  releasePresence(appId: string, channel: string): void {
+    this.#rosters.release(appId, channel);
   }
 
   async channels(appId: string, prefix = ""): Promise<Map<string, ChannelCounts>> {
@@ -198,20 +227,4 @@ function toFlatList(reply: unknown): unknown[] {
   if (reply instanceof Map) return [...reply].flat();
   if (reply && typeof reply === "object") return Object.entries(reply).flat();
   return [];
-}
-
-function memberMap(flat: readonly unknown[], from: number): Map<string, unknown> {
-  const members = new Map<string, unknown>();
-  for (let i = from; i + 1 < flat.length; i += 2) {
-    members.set(String(flat[i]), parseInfo(String(flat[i + 1])));
-  }
-  return members;
-}
-
-export function parseInfo(json: string): unknown {
-  try {
-    return JSON.parse(json);
-  } catch {
-    return null;
-  }
 }

@@ -14,7 +14,8 @@ import type { Metrics } from "../metrics.ts";
 import { PROBE_INTERVAL_MS, RedisBus } from "./redis-bus.ts";
 import { RedisKeys } from "./keys.ts";
 import { connectionOptions, RedisLink } from "./redis-link.ts";
-import { type Departure, parseInfo, RedisState } from "./redis-state.ts";
+import { parseUserInfo } from "../channels/roster.ts";
+import { type Departure, RedisState } from "./redis-state.ts";
 import type { Cluster, ClusterChange, ClusterHost } from "./types.ts";
 
 /** Departures kept for the next rewrite at most; beyond, the oldest are dropped (logged). */
@@ -32,7 +33,7 @@ function toChange(
   switch (kind) {
     case "p":
       return joined
-        ? { kind: "member_added", appId, channel, userId, userInfo: parseInfo(info) }
+        ? { kind: "member_added", appId, channel, userId, userInfo: parseUserInfo(info) }
         : { kind: "member_removed", appId, channel, userId };
     case "u":
       return { kind: joined ? "user_online" : "user_offline", appId, userId };

@@ -1,3 +1,5 @@
+import type { Roster } from "../channels/roster.ts";
+
 /** The shared state or bus cannot answer now (Redis down or hung): the HTTP API answers 503. */
 export class ClusterUnavailable extends Error {
   override name = "ClusterUnavailable";
@@ -50,7 +52,7 @@ export interface ChannelCounts {
 }
 
 export type JoinResult =
-  | { ok: true; first: boolean; members: Map<string, unknown> }
+  | { ok: true; first: boolean; roster: Roster }
   | { ok: false; reason: "full" };
 
 /** The last HTTP-triggered event of a cache channel. */
@@ -102,14 +104,17 @@ export interface State {
   /**
    * Adds a socket as `userId` to a presence channel. `first` is true when this is the user's
    * first connection in the channel anywhere; refused when the channel already holds
-   * `maxMembers` other users. `members` is the channel's member list after the join.
+   * `maxMembers` other users. `roster` is the channel's member list after the join; the
+   * driver keeps updating it in place, so take what is needed from it before the next await.
    */
   joinPresence(
     member: MemberRef & { userInfo: unknown; maxMembers: number },
   ): Promise<JoinResult>;
   /** Removes a socket from a presence channel; `last` when the user has no socket left in it. */
   leavePresence(member: MemberRef): Promise<{ last: boolean }>;
-  presenceMembers(appId: string, channel: string): Promise<Map<string, unknown>>;
+  presenceMembers(appId: string, channel: string): Promise<Roster>;
+  /** This node holds no member of the channel any more: drop what it keeps of its member list. */
+  releasePresence(appId: string, channel: string): void;
 
   /** Records a signed-in socket; `first` when it is the user's first anywhere (goes online). */
   signIn(user: SignInRef): Promise<{ first: boolean }>;

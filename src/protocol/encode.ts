@@ -39,24 +39,28 @@ export function channelEventFrame(
   );
 }
 
-export type PresenceMembers = ReadonlyMap<string, unknown>;
-
-export function subscriptionSucceededFrame(channel: string, members?: PresenceMembers): string {
-  if (!members) {
-    return JSON.stringify({
-      event: "pusher_internal:subscription_succeeded",
-      channel,
-      data: "{}",
-    });
-  }
-  const hash: Record<string, unknown> = {};
-  for (const [userId, info] of members) hash[userId] = info;
-  const presence = { ids: [...members.keys()], hash, count: members.size };
+export function subscriptionSucceededFrame(channel: string): string {
   return JSON.stringify({
     event: "pusher_internal:subscription_succeeded",
     channel,
-    data: JSON.stringify({ presence }),
+    data: "{}",
   });
+}
+
+/**
+ * A presence channel's subscription_succeeded from its member list already encoded and escaped
+ * for the `data` string (src/channels/roster.ts keeps it): `data` is
+ * `{"presence":{"ids":[...],"hash":{...},"count":N}}` as a JSON string.
+ */
+export function presenceSucceededFrame(
+  channel: string,
+  escapedIds: string,
+  escapedHash: string,
+  count: number,
+): string {
+  return `{"event":"pusher_internal:subscription_succeeded","channel":${
+    JSON.stringify(channel)
+  },"data":"{\\"presence\\":{\\"ids\\":[${escapedIds}],\\"hash\\":{${escapedHash}},\\"count\\":${count}}}"}`;
 }
 
 export function subscriptionErrorFrame(

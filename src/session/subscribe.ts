@@ -26,10 +26,11 @@ export async function subscribe(ctx: SessionContext, request: SubscribeRequest):
   }
   const existing = ctx.subscriptions.get(name);
   if (existing) {
-    const members = existing.kind === "presence"
-      ? await state.presenceMembers(app.id, name)
-      : undefined;
-    ctx.send(subscriptionSucceededFrame(name, members));
+    ctx.send(
+      existing.kind === "presence"
+        ? (await state.presenceMembers(app.id, name)).frame()
+        : subscriptionSucceededFrame(name),
+    );
     return;
   }
   const member = authorize({ app, socketId, user: ctx.user, name, kind: type.kind, request });
@@ -37,7 +38,8 @@ export async function subscribe(ctx: SessionContext, request: SubscribeRequest):
     ctx.send(member.error);
     return;
   }
-  let members: Map<string, unknown> | undefined;
+  // The member list as of the join: later joins must not show up in this socket's list.
+  let succeeded: string | undefined;
   let first = false;
   if (type.kind === "presence") {
     const joined = await state.joinPresence({
@@ -57,12 +59,12 @@ export async function subscribe(ctx: SessionContext, request: SubscribeRequest):
       ));
       return;
     }
-    members = joined.members;
+    succeeded = joined.roster.frame();
     first = joined.first;
   }
   if (ctx.isClosed()) {
     // The socket went away while we waited: undo the join.
-    if (members) {
+    if (succeeded !== undefined) {
       await state.leavePresence({ appId: app.id, channel: name, socketId, userId: member.userId! });
     }
     return;
@@ -85,7 +87,7 @@ export async function subscribe(ctx: SessionContext, request: SubscribeRequest):
   if (occupied) announcements.announce({ kind: "channel_occupied", appId: app.id, channel: name });
   if (type.kind !== "presence") announcements.countChanged(app, name);
   if (ctx.isClosed()) return;
-  ctx.send(subscriptionSucceededFrame(name, members));
+  ctx.send(succeeded ?? subscriptionSucceededFrame(name));
   if (type.cache) await sendCached(ctx, name);
   if (first) {
     await announcements.announce({
@@ -124,7 +126,10 @@ export async function leave(
 ): Promise<void> {
   const { app, socketId } = ctx;
   const { state, bus, membership, announcements } = ctx.ports;
-  if (membership.remove(subscription.channel, ctx.self).last) bus.unlisten(app.id, name);
+  if (membership.remove(subscription.channel, ctx.self).last) {
+    bus.unlisten(app.id, name);
+    if (subscription.kind === "presence") state.releasePresence(app.id, name);
+  }
   const { userId } = subscription;
   if (userId !== undefined) {
     ctx.internal.leave(userControlChannel(userId));

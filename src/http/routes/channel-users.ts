@@ -14,6 +14,6 @@ export const channelUsers: RouteFactory = (node) => ({
       throw new HttpError(400, "Users can only be listed for presence channels");
     }
     const members = await node.cluster.state.presenceMembers(c.get("app").id, name);
-    return c.json({ users: [...members.keys()].map((id) => ({ id })) });
+    return c.json({ users: [...members.ids()].map((id) => ({ id })) });
   },
 });
