@@ -35,11 +35,35 @@ function publishEvent(server: Server<unknown>, event: EventBody): void {
   }
 }
 
+// As many members as the bench's presence users (bench/loadgen.ts signs `u{i}` with
+// `{"n":i}`), encoded once per channel: the member-list bytes every server must send.
+const presenceUsers = Number(process.env.BENCH_PRESENCE_USERS ?? 0);
+const presenceFrames = new Map<string, string>();
+
+function presenceData(): string {
+  const ids: string[] = [];
+  const hash: Record<string, unknown> = {};
+  for (let i = 0; i < presenceUsers; i++) {
+    ids.push(`u${i}`);
+    hash[`u${i}`] = { n: i };
+  }
+  return JSON.stringify({ presence: { ids, hash, count: presenceUsers } });
+}
+
 function subscribed(channel: string): string {
-  const data = channel.startsWith("presence-")
-    ? JSON.stringify({ presence: { ids: [], hash: {}, count: 0 } })
-    : "{}";
-  return JSON.stringify({ event: "pusher_internal:subscription_succeeded", channel, data });
+  if (!channel.startsWith("presence-")) {
+    return JSON.stringify({ event: "pusher_internal:subscription_succeeded", channel, data: "{}" });
+  }
+  let frame = presenceFrames.get(channel);
+  if (frame === undefined) {
+    frame = JSON.stringify({
+      event: "pusher_internal:subscription_succeeded",
+      channel,
+      data: presenceData(),
+    });
+    presenceFrames.set(channel, frame);
+  }
+  return frame;
 }
 
 const server = Bun.serve({

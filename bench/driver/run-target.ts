@@ -49,7 +49,7 @@ export async function runTarget(
     const { line, single } = await publicVariant(ctx, base, setup);
     emitLine(line);
     if (variants.includes("batch")) emitLine(await batchVariant(ctx, base, setup.subs.ok, single));
-    if (variants.includes("presence")) emitLine(await presenceVariant(ctx, base, single));
+    if (variants.includes("presence")) emitLine(await presenceVariant(ctx, base, single, setup));
 
     await pool.close();
 

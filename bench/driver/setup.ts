@@ -18,6 +18,8 @@ export interface Setup {
   /** Every client on the fan-out channel. */
   subs: { ok: number; failed: number };
   subSeconds: number;
+  /** Server CPU seconds while every client subscribed to the fan-out channel. */
+  subCpuSeconds: number;
   /** The first --lat-subs clients on the latency channel. */
   latSubs: { ok: number; failed: number };
   /** Server CPU (cores) with C idle connections. */
@@ -42,7 +44,9 @@ export async function connectClients(ctx: Context, url: string): Promise<Setup> 
   const rampSeconds = (now() - rampStart) / 1000;
   if (ramp.opened === 0) throw new Error(`${name}: no client could connect`);
   const subStart = now();
+  const subCpuBefore = treeCpuSeconds(running.measured.pid);
   const subs = await pool.subscribe(FANOUT, C);
+  const subCpuSeconds = treeCpuSeconds(running.measured.pid) - subCpuBefore;
   const subSeconds = (now() - subStart) / 1000;
   const latSubs = await pool.subscribe(LATENCY, options.latSubs);
   // Background cost with C idle connections (timers, sweeps): server CPU over a quiet while.
@@ -61,6 +65,7 @@ export async function connectClients(ctx: Context, url: string): Promise<Setup> 
     rampSeconds,
     subs,
     subSeconds,
+    subCpuSeconds,
     latSubs,
     idleCpu,
     rssWithRaw,

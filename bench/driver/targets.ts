@@ -96,6 +96,15 @@ function bunProfileFlags(label: string, options: Options): string[] {
   ];
 }
 
+/**
+ * A bare server answers every presence subscribe with a list of as many members as the run has
+ * users (the ones bench/loadgen.ts signs), encoded once: the bytes every server must send, with
+ * none of the bookkeeping.
+ */
+function bareEnv(options: Options): Record<string, string> {
+  return { BENCH_PRESENCE_USERS: String(options.presenceUsers) };
+}
+
 export async function startTarget(name: TargetName, options: Options): Promise<Running> {
   const needFiles = options.clients + 100;
   const cpu = options.pin ? 0 : undefined;
@@ -117,7 +126,7 @@ export async function startTarget(name: TargetName, options: Options): Promise<R
           GC_HOOK,
           join(ROOT, "bench/bare-bun.ts"),
         ],
-        {},
+        bareEnv(options),
         needFiles,
         cpu,
       );
@@ -134,7 +143,7 @@ export async function startTarget(name: TargetName, options: Options): Promise<R
           GC_HOOK,
           join(ROOT, "bench/bare-deno.ts"),
         ],
-        {},
+        bareEnv(options),
         needFiles,
         cpu,
       );

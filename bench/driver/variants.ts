@@ -13,6 +13,7 @@ import { clusterExtras, latencyFields, phaseDetails, problems } from "./phases/f
 import { moderatePhase } from "./phases/moderate.ts";
 import type { Setup } from "./setup.ts";
 import { now, round } from "./util.ts";
+import { treeCpuSeconds } from "../lib/proc.ts";
 
 /** The first fields of every line of a target. */
 export interface Base {
@@ -62,6 +63,7 @@ export async function publicVariant(
     bytes_per_connection: Math.round((rssWith - rssIdle) / ramp.opened),
     connections_per_s: Math.round(ramp.opened / setup.rampSeconds),
     subscriptions_per_s: Math.round(subs.ok / setup.subSeconds),
+    subscribe_cpu_us: round((setup.subCpuSeconds * 1e6) / subs.ok, 2),
     idle_cpu_utilisation: round(setup.idleCpu, 4),
     idle_cpu_us_per_connection_per_s: round((setup.idleCpu * 1e6) / ramp.opened, 4),
     api_calls_per_s: api ? Math.round(api.callsPerSecond) : null,
@@ -120,6 +122,7 @@ export async function presenceVariant(
   ctx: Context,
   base: Base,
   single: PhaseResult | undefined,
+  setup: Setup,
 ): Promise<Line> {
   const { options, pool } = ctx;
   const { name } = ctx.running;
@@ -128,8 +131,12 @@ export async function presenceVariant(
   await waitQuiet(options, `${name} presence subscribe`);
   const start = now();
   const startEpoch = Date.now();
+  const cpuBefore = treeCpuSeconds(ctx.running.measured.pid);
   const joined = await pool.subscribe(PRESENCE, C, { users: options.presenceUsers });
+  const cpuSeconds = treeCpuSeconds(ctx.running.measured.pid) - cpuBefore;
   const seconds = (now() - start) / 1000;
+  const subscribeCpuUs = (cpuSeconds * 1e6) / joined.ok;
+  const publicCpuUs = (setup.subCpuSeconds * 1e6) / setup.subs.ok;
   const subscribeWindow = [startEpoch, Date.now()];
   const presence = await sequentialPhase(ctx, PRESENCE, joined.ok, 1);
   return {
@@ -140,6 +147,9 @@ export async function presenceVariant(
     cpu_vs_public: single ? round(presence.cpuPer1k / single.cpuPer1k) : null,
     ...latencyFields("lat_sequential", presence.latency),
     presence_subscriptions_per_s: Math.round(joined.ok / seconds),
+    presence_subscribe_cpu_us: round(subscribeCpuUs, 2),
+    // Server CPU of a presence subscribe over a public one on the same node (issue goal <= 3x).
+    presence_vs_public_subscribe_cpu: round(subscribeCpuUs / publicCpuUs),
     presence_subscriptions_failed: joined.failed,
     presence_subscribe_window_epoch_ms: subscribeWindow,
     phases: { sequential: phaseDetails(presence) },
