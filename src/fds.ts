@@ -3,7 +3,7 @@
  * a runtime may even panic (docs/runtime-notes.md), so new sockets are refused (src/server.ts)
  * while fewer than `reserveFor(limit)` descriptors are left.
  */
-import { readdirSync } from "node:fs";
+import { readdirSync, statSync } from "node:fs";
 
 /** Descriptors kept free for Redis, HTTP answers, logs and the runtime itself. */
 export function reserveFor(limit: number): number {
@@ -16,7 +16,8 @@ export function reserveFor(limit: number): number {
  */
 export function openDescriptors(limit = Infinity): number | undefined {
   try {
-    return readdirSync("/proc/self/fd").length;
+    // Linux 6.2+ reports the count as the directory's size: no listing of thousands of entries.
+    return statSync("/proc/self/fd").size || readdirSync("/proc/self/fd").length;
   } catch (error) {
     const code = (error as { code?: unknown }).code;
     return code === "EMFILE" || code === "ENFILE" ? limit : undefined;

@@ -137,13 +137,11 @@ export class LocalState implements State {
     }
   }
 
-  addConnection({ appId, socketId, max }: SocketRef & { max: number | null }): Promise<boolean> {
+  addConnection({ appId, socketId, max }: SocketRef & { max: number | null }): boolean {
     const { connections } = this.#app(appId);
-    if (max !== null && !connections.has(socketId) && connections.size >= max) {
-      return Promise.resolve(false);
-    }
+    if (max !== null && !connections.has(socketId) && connections.size >= max) return false;
     connections.add(socketId);
-    return Promise.resolve(true);
+    return true;
   }
 
   removeConnection({ appId, socketId }: SocketRef): Promise<void> {
@@ -155,13 +153,13 @@ export class LocalState implements State {
     return Promise.resolve(this.#app(appId).connections.size);
   }
 
-  addSubscription({ appId, channel, socketId }: SubscriptionRef): Promise<{ occupied: boolean }> {
+  addSubscription({ appId, channel, socketId }: SubscriptionRef): { occupied: boolean } {
     const { subscriptions } = this.#app(appId);
     let sockets = subscriptions.get(channel);
     if (!sockets) subscriptions.set(channel, sockets = new Set());
     const before = sockets.size;
     sockets.add(socketId);
-    return Promise.resolve({ occupied: before === 0 && sockets.size === 1 });
+    return { occupied: before === 0 && sockets.size === 1 };
   }
 
   removeSubscription({ appId, channel, socketId }: SubscriptionRef): Promise<{ vacated: boolean }> {
@@ -249,9 +247,7 @@ class LocalBus implements Bus {
     return Promise.resolve();
   }
 
-  listen(): Promise<void> {
-    return Promise.resolve();
-  }
+  listen(): void {}
 
   unlisten(): void {}
 

@@ -1,5 +1,11 @@
 import type { Roster } from "../channels/roster.ts";
 
+/**
+ * A result now (the local driver) or later (Redis). The hot paths (connect, subscribe) finish
+ * synchronously when they get one now; everything else simply awaits it.
+ */
+export type Maybe<T> = T | Promise<T>;
+
 /** The shared state or bus cannot answer now (Redis down or hung): the HTTP API answers 503. */
 export class ClusterUnavailable extends Error {
   override name = "ClusterUnavailable";
@@ -35,7 +41,7 @@ export interface Bus {
    * This node has a first local subscriber to the channel: start receiving its events.
    * Resolves once events published from now on will arrive.
    */
-  listen(appId: string, channel: string): Promise<void>;
+  listen(appId: string, channel: string): Maybe<void>;
   /** This node lost its last local subscriber to the channel. */
   unlisten(appId: string, channel: string): void;
   /** True while events can be guaranteed to reach the cluster. */
@@ -92,12 +98,12 @@ export interface SignInRef extends SocketRef {
 
 export interface State {
   /** Counts a new connection; false (and nothing counted) when the app is at `max`. */
-  addConnection(socket: SocketRef & { max: number | null }): Promise<boolean>;
+  addConnection(socket: SocketRef & { max: number | null }): Maybe<boolean>;
   removeConnection(socket: SocketRef): Promise<void>;
   connectionCount(appId: string): Promise<number>;
 
   /** `occupied` when this is the channel's first subscriber anywhere. */
-  addSubscription(subscription: SubscriptionRef): Promise<{ occupied: boolean }>;
+  addSubscription(subscription: SubscriptionRef): Maybe<{ occupied: boolean }>;
   /** `vacated` when this was the channel's last subscriber anywhere. */
   removeSubscription(subscription: SubscriptionRef): Promise<{ vacated: boolean }>;
 

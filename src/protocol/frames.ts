@@ -48,22 +48,26 @@ export function parseClientFrame(text: string): ParseResult {
   } catch {
     return { ok: false, error: "Invalid JSON" };
   }
-  const envelope = v.safeParse(Envelope, json);
-  if (!envelope.success) {
-    const missing = json === null || typeof json !== "object" || !("event" in json);
-    return {
-      ok: false,
-      error: missing ? "Frame must be a JSON object with an `event`" : envelope.issues[0].message,
-    };
+  let envelope = validEnvelope(json);
+  if (!envelope) {
+    const checked = v.safeParse(Envelope, json);
+    if (!checked.success) {
+      const missing = json === null || typeof json !== "object" || !("event" in json);
+      return {
+        ok: false,
+        error: missing ? "Frame must be a JSON object with an `event`" : checked.issues[0].message,
+      };
+    }
+    envelope = checked.output;
   }
-  const { event, channel, data } = envelope.output;
+  const { event, channel, data } = envelope;
   switch (event) {
     case "pusher:ping":
       return { ok: true, frame: { kind: "ping" } };
     case "pusher:pong":
       return { ok: true, frame: { kind: "pong" } };
     case "pusher:subscribe": {
-      const parsed = parseData(SubscribeData, data, event);
+      const parsed = parseData(SubscribeData, data, event, validSubscribe);
       return parsed.ok ? { ok: true, frame: { kind: "subscribe", data: parsed.value } } : parsed;
     }
     case "pusher:unsubscribe": {
@@ -89,11 +93,39 @@ export function parseClientFrame(text: string): ParseResult {
   };
 }
 
+type Fields = Record<string, unknown>;
+
+const optionalString = (value: unknown) => value === undefined || typeof value === "string";
+
+/**
+ * The envelope when it is plainly valid, checked without valibot (the per-frame cost of a
+ * schema run is most of a subscribe's): a strict subset of what `Envelope` accepts, so anything
+ * else goes through the schema, which owns every error message.
+ */
+function validEnvelope(json: unknown): v.InferOutput<typeof Envelope> | undefined {
+  if (json === null || typeof json !== "object") return undefined;
+  const { event, channel, user_id: userId } = json as Fields;
+  if (typeof event !== "string" || !optionalString(channel) || !optionalString(userId)) {
+    return undefined;
+  }
+  return json as v.InferOutput<typeof Envelope>;
+}
+
+/** The same for `data` of pusher:subscribe, the frame every socket sends. */
+function validSubscribe(value: Fields): SubscribeRequest | undefined {
+  return typeof value.channel === "string" && optionalString(value.auth) &&
+      optionalString(value.channel_data)
+    ? value as SubscribeRequest
+    : undefined;
+}
+
 /** pusher-js sends `data` as an object; other clients send it JSON-encoded. Accept both. */
 function parseData<T extends v.GenericSchema>(
   schema: T,
   data: unknown,
   event: string,
+  /** A check without valibot for the common valid shape (a subset of what `schema` accepts). */
+  plainlyValid?: (value: Fields) => v.InferOutput<T> | undefined,
 ): { ok: true; value: v.InferOutput<T> } | { ok: false; error: string } {
   let value = data;
   if (typeof value === "string") {
@@ -106,6 +138,8 @@ function parseData<T extends v.GenericSchema>(
   if (value === null || typeof value !== "object") {
     return { ok: false, error: `\`data\` of ${event} must be an object` };
   }
+  const valid = plainlyValid?.(value as Fields);
+  if (valid) return { ok: true, value: valid };
   const result = v.safeParse(schema, value);
   return result.success
     ? { ok: true, value: result.output }

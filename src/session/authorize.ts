@@ -28,48 +28,56 @@ export interface AuthorizeRequest {
 /** The presence member it joins as (none for other kinds), or the subscription_error frame. */
 export type Authorization = Partial<Member> | { error: string };
 
-type Authorizer = (request: AuthorizeRequest, refuse: Refuse) => Authorization;
-type Refuse = (
+type Authorizer = (request: AuthorizeRequest) => Authorization;
+
+/** Allowed, as no presence member (shared: subscribes are the hot path). */
+const ALLOWED: Authorization = Object.freeze({});
+
+function refuse(
+  name: string,
   type: "AuthError" | "InvalidRequest" | "LimitReached",
   why: string,
   status: 400 | 401 | 403,
-) => { error: string };
+): { error: string } {
+  return { error: subscriptionErrorFrame(name, type, why, status) };
+}
 
-const publicChannel: Authorizer = () => ({});
+const publicChannel: Authorizer = () => ALLOWED;
 
-const userChannel: Authorizer = ({ user, name }, refuse) =>
+const userChannel: Authorizer = ({ user, name }) =>
   user !== undefined && user.id === userOfChannel(name)
-    ? {}
-    : refuse("AuthError", "Connection is not signed in as this user", 403);
+    ? ALLOWED
+    : refuse(name, "AuthError", "Connection is not signed in as this user", 403);
 
 /** Private and encrypted channels: a signature over `socket_id:channel`. */
-const signedChannel: Authorizer = ({ app, socketId, name, request }, refuse) => {
-  if (!request.auth) return refuse("AuthError", "Missing auth", 401);
+const signedChannel: Authorizer = ({ app, socketId, name, request }) => {
+  if (!request.auth) return refuse(name, "AuthError", "Missing auth", 401);
   return verifySocketAuth(request.auth, app, `${socketId}:${name}`)
-    ? {}
-    : refuse("AuthError", "Invalid signature", 401);
+    ? ALLOWED
+    : refuse(name, "AuthError", "Invalid signature", 401);
 };
 
-const presenceChannel: Authorizer = ({ app, socketId, user, name, request }, refuse) => {
+const presenceChannel: Authorizer = ({ app, socketId, user, name, request }) => {
   const channelData = request.channel_data;
   if (channelData === undefined && !user) {
-    return refuse("InvalidRequest", "Presence channels need channel_data", 400);
+    return refuse(name, "InvalidRequest", "Presence channels need channel_data", 400);
   }
-  if (!request.auth) return refuse("AuthError", "Missing auth", 401);
+  if (!request.auth) return refuse(name, "AuthError", "Missing auth", 401);
   // A signed-in socket may omit channel_data: its user_data says who it is.
   const signed = channelData === undefined
     ? `${socketId}:${name}`
     : `${socketId}:${name}:${channelData}`;
   if (!verifySocketAuth(request.auth, app, signed)) {
-    return refuse("AuthError", "Invalid signature", 401);
+    return refuse(name, "AuthError", "Invalid signature", 401);
   }
   const member = channelData === undefined
     ? { userId: user!.id, userInfo: user!.userInfo }
     : parseChannelData(channelData);
-  if (typeof member === "string") return refuse("InvalidRequest", member, 400);
+  if (typeof member === "string") return refuse(name, "InvalidRequest", member, 400);
   const size = Buffer.byteLength(JSON.stringify(member.userInfo) ?? "");
   if (size > app.max_presence_member_size) {
     return refuse(
+      name,
       "LimitReached",
       `user_info is ${size} bytes, over the limit of ${app.max_presence_member_size}`,
       403,
@@ -88,8 +96,5 @@ const AUTHORIZERS: Record<ChannelKind, Authorizer> = {
 
 /** Checks a subscribe request's auth; answers the presence member it joins as. */
 export function authorize(request: AuthorizeRequest): Authorization {
-  const refuse: Refuse = (type, why, status) => ({
-    error: subscriptionErrorFrame(request.name, type, why, status),
-  });
-  return AUTHORIZERS[request.kind](request, refuse);
+  return AUTHORIZERS[request.kind](request);
 }

@@ -18,25 +18,26 @@ import { type ClientFrame, parseClientFrame } from "../protocol/frames.ts";
 import type { SocketHandle, SocketSession } from "../runtime.ts";
 import { errorMessage } from "../log.ts";
 import { ClientEvents } from "./client-events.ts";
-import type { SessionContext } from "./context.ts";
-import { FrameQueue, OVERSIZED, type Step, tooBig } from "./frame-queue.ts";
-import { InternalChannels } from "./internal-channels.ts";
+import { type ContextOwner, OwnedContext, type SessionContext } from "./context.ts";
+import { FrameQueue, type FrameQueueHooks, OVERSIZED, type Step, tooBig } from "./frame-queue.ts";
 import { Liveness } from "./liveness.ts";
-import type { LocalSession, SessionPorts, Subscription } from "./ports.ts";
+import type { SessionPorts, Subscription } from "./ports.ts";
+import { Subscriptions } from "./subscriptions.ts";
 import { signin, signout } from "./signin.ts";
 import { leave, subscribe, unsubscribe } from "./subscribe.ts";
 
-export class Connection implements SocketSession, LocalSession {
+export class Connection implements SocketSession, ContextOwner, FrameQueueHooks {
   socket!: SocketHandle;
   readonly socketId: string;
-  readonly subscriptions = new Map<string, Subscription>();
+  readonly subscriptions = new Subscriptions<Subscription>();
   #state: "opening" | "open" | "closed" = "opening";
   /** Set when the runtime reports the socket closed (the close handshake is over). */
   #socketGone = false;
   #onSocketGone: (() => void) | undefined;
   #counted = false;
   readonly #liveness: Liveness;
-  readonly #frames: FrameQueue;
+  /** Made by the first asynchronous step: a socket whose steps all finish at once needs none. */
+  #frames: FrameQueue | undefined;
   /** Built when the app is known (a refused socket has none). */
   #ctx: SessionContext | undefined;
   #clientEvents: ClientEvents | undefined;
@@ -48,27 +49,7 @@ export class Connection implements SocketSession, LocalSession {
   ) {
     this.socketId = ports.node.nextSocketId();
     this.#liveness = new Liveness(ports.clock.now());
-    this.#frames = new FrameQueue({
-      handle: (data) => this.#handle(data),
-      tooBig: (data) => tooBig(data, this.app!.max_message_size),
-      isClosed: () => this.#isClosed(),
-      fail: (error) => this.#fail(error),
-      overflow: () => this.#closeWithError(ErrorCode.OverCapacity, "Too many frames in flight"),
-    });
-    if (app && !refusal) {
-      this.#ctx = {
-        socketId: this.socketId,
-        app,
-        ports,
-        self: this,
-        subscriptions: this.subscriptions,
-        user: undefined,
-        internal: new InternalChannels(ports, app.id, this),
-        isClosed: () => this.#isClosed(),
-        send: (frame) => this.#send(frame),
-        sendError: (code, message) => this.#sendError(code, message),
-      };
-    }
+    if (app && !refusal) this.#ctx = new OwnedContext(this, app, ports);
   }
 
   /** Set once `pusher:signin` succeeded. */
@@ -87,7 +68,7 @@ export class Connection implements SocketSession, LocalSession {
   }
 
   /** A method rather than a comparison: the state changes across awaits. */
-  #isClosed(): boolean {
+  isClosed(): boolean {
     return this.#state === "closed";
   }
 
@@ -98,24 +79,30 @@ export class Connection implements SocketSession, LocalSession {
       this.#state = "closed";
       this.ports.log.info("connection refused", { code, reason: message });
       this.ports.metrics.connectionsRefused.inc({ code: String(code) });
-      this.#send(errorFrame(code, message));
+      this.send(errorFrame(code, message));
       socket.close(code, message);
       return;
     }
     this.ports.node.opening.add(this.socketId);
-    this.#frames.run(this.#admit(this.app));
+    this.#run(this.#admit(this.app));
   }
 
-  async #admit(app: AppConfig): Promise<void> {
-    const { state, node, log, metrics } = this.ports;
-    const admitted = await state.addConnection({
+  /** Counts the socket against the app's quota; synchronous when the state answers at once. */
+  #admit(app: AppConfig): Step {
+    const admitted = this.ports.state.addConnection({
       appId: app.id,
       socketId: this.socketId,
       max: app.max_connections,
     });
+    if (admitted instanceof Promise) return admitted.then((ok) => this.#admitted(app, ok));
+    return this.#admitted(app, admitted);
+  }
+
+  #admitted(app: AppConfig, admitted: boolean): Step {
+    const { state, node, log, metrics } = this.ports;
     node.opening.delete(this.socketId);
-    if (this.#isClosed()) {
-      if (admitted) await state.removeConnection({ appId: app.id, socketId: this.socketId });
+    if (this.isClosed()) {
+      if (admitted) return state.removeConnection({ appId: app.id, socketId: this.socketId });
       return;
     }
     if (!admitted) {
@@ -128,21 +115,26 @@ export class Connection implements SocketSession, LocalSession {
     this.#state = "open";
     metrics.connectionsOpened.inc({ app: app.id });
     node.connections.set(this.socketId, this);
-    this.#send(connectionEstablishedFrame(this.socketId, app.activity_timeout));
+    this.send(connectionEstablishedFrame(this.socketId, app.activity_timeout));
   }
 
   onMessage(data: unknown): void {
-    if (this.#isClosed()) return;
+    if (this.isClosed()) return;
     this.ports.metrics.messagesIn++;
     this.#liveness.seen(this.ports.clock.now());
-    this.#frames.push(data);
+    if (this.#frames) this.#frames.push(data);
+    else this.#run(this.onFrame(data));
+  }
+
+  #run(step: Step): void {
+    if (step) (this.#frames ??= new FrameQueue(this)).run(step);
   }
 
   /**
    * A step failed, typically because the cluster state did not answer in time: what this socket
    * holds may not be recorded, so it is told to reconnect (and its leave is written later).
    */
-  #fail(error: unknown): void {
+  onStepFailed(error: unknown): void {
     this.ports.log.warn("connection step failed: telling the socket to reconnect", {
       socket_id: this.socketId,
       error: errorMessage(error),
@@ -150,18 +142,27 @@ export class Connection implements SocketSession, LocalSession {
     this.#closeWithError(ErrorCode.GenericReconnect, "Cluster state unavailable; reconnect");
   }
 
-  #handle(data: unknown): Step {
+  isTooBig(data: unknown): boolean {
+    return tooBig(data, this.app!.max_message_size);
+  }
+
+  onQueueOverflow(): void {
+    this.#closeWithError(ErrorCode.OverCapacity, "Too many frames in flight");
+  }
+
+  /** The frame queue hands over the next frame. */
+  onFrame(data: unknown): Step {
     if (data === OVERSIZED || tooBig(data, this.app!.max_message_size)) {
       this.#close(CLOSE_MESSAGE_TOO_BIG, "Message too big");
       return;
     }
     if (typeof data !== "string") {
-      this.#sendError(ErrorCode.GenericReconnect, "Binary frames are not supported");
+      this.sendError(ErrorCode.GenericReconnect, "Binary frames are not supported");
       return;
     }
     const parsed = parseClientFrame(data);
     if (!parsed.ok) {
-      this.#sendError(ErrorCode.GenericReconnect, parsed.error);
+      this.sendError(ErrorCode.GenericReconnect, parsed.error);
       return;
     }
     const { log } = this.ports;
@@ -172,7 +173,7 @@ export class Connection implements SocketSession, LocalSession {
   #dispatch(ctx: SessionContext, frame: ClientFrame): Step {
     switch (frame.kind) {
       case "ping":
-        this.#send(pongFrame());
+        this.send(pongFrame());
         return;
       case "pong":
         return;
@@ -199,7 +200,7 @@ export class Connection implements SocketSession, LocalSession {
         this.terminateSlowConsumer();
         return;
       case "ping":
-        this.#send(pingFrame());
+        this.send(pingFrame());
         return;
       case "pong_timeout":
         this.#closeWithError(ErrorCode.PongTimeout, "Pong reply not received in time");
@@ -216,25 +217,25 @@ export class Connection implements SocketSession, LocalSession {
     this.#closeWithError(code, message);
   }
 
-  #send(frame: string): void {
+  send(frame: string): void {
     this.socket.send(frame);
     const { metrics } = this.ports;
     metrics.messagesOut++;
     metrics.bytesOut += frame.length;
   }
 
-  #sendError(code: number, message: string): void {
-    this.#send(errorFrame(code, message));
+  sendError(code: number, message: string): void {
+    this.send(errorFrame(code, message));
   }
 
   #closeWithError(code: number, message: string): void {
-    if (this.#isClosed()) return;
-    this.#send(errorFrame(code, message));
+    if (this.isClosed()) return;
+    this.send(errorFrame(code, message));
     this.#close(code, message);
   }
 
   #close(code: number, reason: string): void {
-    if (this.#isClosed()) return;
+    if (this.isClosed()) return;
     this.socket.close(code, reason);
     this.#release(code);
   }
@@ -250,7 +251,7 @@ export class Connection implements SocketSession, LocalSession {
   #release(code: number): void {
     const { node, metrics, state, log } = this.ports;
     node.opening.delete(this.socketId);
-    if (this.#isClosed() && !this.#counted) return;
+    if (this.isClosed() && !this.#counted) return;
     this.#state = "closed";
     node.connections.delete(this.socketId);
     const app = this.app;

@@ -16,16 +16,17 @@ export const OVERSIZED = Symbol("oversized frame");
 /** A handled frame: a promise while an asynchronous step is in flight. */
 export type Step = Promise<void> | undefined;
 
+/** What the queue asks of its connection (the connection itself: no closures per socket). */
 export interface FrameQueueHooks {
   /** Handles one frame (possibly `OVERSIZED`); an asynchronous step holds later frames back. */
-  handle(data: unknown): Step;
+  onFrame(data: unknown): Step;
   /** Over `max_message_size`. */
-  tooBig(data: unknown): boolean;
+  isTooBig(data: unknown): boolean;
   isClosed(): boolean;
   /** A step rejected. */
-  fail(error: unknown): void;
+  onStepFailed(error: unknown): void;
   /** More than `MAX_QUEUED_BYTES` wait. */
-  overflow(): void;
+  onQueueOverflow(): void;
 }
 
 export class FrameQueue {
@@ -40,23 +41,26 @@ export class FrameQueue {
   push(data: unknown): void {
     if (this.#queue) {
       // An oversized frame is not kept while it waits its turn: a marker closes with 1009 then.
-      if (this.hooks.tooBig(data)) data = OVERSIZED;
+      if (this.hooks.isTooBig(data)) data = OVERSIZED;
       this.#bytes += frameSize(data);
       if (this.#bytes > MAX_QUEUED_BYTES) {
-        this.hooks.overflow();
+        this.hooks.onQueueOverflow();
         return;
       }
       this.#queue.push(data);
       return;
     }
-    this.run(this.hooks.handle(data));
+    this.run(this.hooks.onFrame(data));
   }
 
   /** Runs a step; an asynchronous one holds later frames back until it settles. */
   run(step: Step): void {
     if (!step) return;
     this.#queue ??= [];
-    step.catch((error) => this.hooks.fail(error)).finally(() => this.#drain());
+    step.then(() => this.#drain(), (error) => {
+      this.hooks.onStepFailed(error);
+      this.#drain();
+    });
   }
 
   #drain(): void {
@@ -66,7 +70,7 @@ export class FrameQueue {
       const data = queue[this.#head];
       queue[this.#head++] = undefined;
       this.#bytes -= frameSize(data);
-      const step = this.hooks.handle(data);
+      const step = this.hooks.onFrame(data);
       if (step) {
         this.#queue = queue; // the rest waits for this step
         this.run(step);

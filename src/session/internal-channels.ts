@@ -4,6 +4,7 @@
  * its user-control channel once.
  */
 import type { LocalChannel } from "../channels/registry.ts";
+import type { Maybe } from "../cluster/types.ts";
 import type { LocalSession, SessionPorts } from "./ports.ts";
 
 export class InternalChannels {
@@ -15,13 +16,13 @@ export class InternalChannels {
     readonly session: LocalSession,
   ) {}
 
-  /** Joins a node-internal channel; resolves once its events will arrive. */
-  join(name: string): Promise<void> {
+  /** Joins a node-internal channel; a promise when its events will arrive only later. */
+  join(name: string): Maybe<void> {
     this.#joined ??= new Map();
     const joined = this.#joined.get(name);
     if (joined) {
       joined.refs++;
-      return Promise.resolve();
+      return;
     }
     const { channel } = this.ports.membership.add(this.appId, name, this.session);
     this.#joined.set(name, { channel, refs: 1 });

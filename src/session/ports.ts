@@ -2,6 +2,7 @@
  * The narrow ports a session works through, instead of the whole node. The node builds them once
  * (src/node.ts) and hands them to every session it accepts; tests hand in fakes.
  */
+import type { ReadonlySubscriptions } from "./subscriptions.ts";
 import type { Config } from "../config.ts";
 import type { AppConfig } from "../config.ts";
 import type { LocalChannel } from "../channels/registry.ts";
@@ -27,7 +28,7 @@ export interface LocalSession extends Subscriber {
   readonly socket: SocketHandle;
   readonly socketId: string;
   readonly app: AppConfig | undefined;
-  readonly subscriptions: ReadonlyMap<string, Subscription>;
+  readonly subscriptions: ReadonlySubscriptions<Subscription>;
   readonly user: SignedInUser | undefined;
   readonly isOpen: boolean;
   /** Resolves when the runtime reports the socket closed (the close handshake is over). */

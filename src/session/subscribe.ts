@@ -3,7 +3,8 @@
  * announcements.
  */
 import { userControlChannel } from "../channels/internal.ts";
-import { channelType } from "../channels/kinds.ts";
+import { type ChannelType, channelType } from "../channels/kinds.ts";
+import type { Member } from "../channels/members.ts";
 import {
   cacheMissFrame,
   channelEventFrame,
@@ -13,11 +14,11 @@ import {
 import type { SubscribeRequest } from "../protocol/frames.ts";
 import { authorize } from "./authorize.ts";
 import type { SessionContext } from "./context.ts";
+import type { Step } from "./frame-queue.ts";
 import type { Subscription } from "./ports.ts";
 
-export async function subscribe(ctx: SessionContext, request: SubscribeRequest): Promise<void> {
-  const { app, socketId } = ctx;
-  const { state, bus, membership, announcements } = ctx.ports;
+/** Handles pusher:subscribe; synchronous when the cluster drivers answer at once (local). */
+export function subscribe(ctx: SessionContext, request: SubscribeRequest): Step {
   const name = request.channel;
   const type = channelType(name);
   if (!type) {
@@ -26,51 +27,77 @@ export async function subscribe(ctx: SessionContext, request: SubscribeRequest):
   }
   const existing = ctx.subscriptions.get(name);
   if (existing) {
-    ctx.send(
-      existing.kind === "presence"
-        ? (await state.presenceMembers(app.id, name)).frame()
-        : subscriptionSucceededFrame(name),
-    );
+    if (existing.kind === "presence") return resendMembers(ctx, name);
+    ctx.send(subscriptionSucceededFrame(name));
     return;
   }
+  const { app, socketId } = ctx;
   const member = authorize({ app, socketId, user: ctx.user, name, kind: type.kind, request });
   if ("error" in member) {
     ctx.send(member.error);
     return;
   }
-  // The member list as of the join: later joins must not show up in this socket's list.
-  let succeeded: string | undefined;
-  let first = false;
-  if (type.kind === "presence") {
-    const joined = await state.joinPresence({
+  const joining: Joining = { name, type, member, succeeded: undefined, first: false };
+  return type.kind === "presence" ? joinPresence(ctx, joining) : attach(ctx, joining);
+}
+
+interface Joining {
+  name: string;
+  type: ChannelType;
+  member: Partial<Member>;
+  /** A presence channel's subscription_succeeded as of the join: later joins must not show. */
+  succeeded: string | undefined;
+  /** The user's first socket in the presence channel. */
+  first: boolean;
+}
+
+async function resendMembers(ctx: SessionContext, name: string): Promise<void> {
+  ctx.send((await ctx.ports.state.presenceMembers(ctx.app.id, name)).frame());
+}
+
+async function joinPresence(ctx: SessionContext, joining: Joining): Promise<void> {
+  const { app, socketId } = ctx;
+  const { name, member } = joining;
+  const joined = await ctx.ports.state.joinPresence({
+    appId: app.id,
+    channel: name,
+    socketId,
+    userId: member.userId!,
+    userInfo: member.userInfo,
+    maxMembers: app.max_presence_members,
+  });
+  if (!joined.ok) {
+    ctx.send(subscriptionErrorFrame(
+      name,
+      "LimitReached",
+      `Presence channel is full (${app.max_presence_members} members)`,
+      403,
+    ));
+    return;
+  }
+  joining.succeeded = joined.roster.frame();
+  joining.first = joined.first;
+  if (ctx.isClosed()) {
+    // The socket went away while we waited: undo the join.
+    await ctx.ports.state.leavePresence({
       appId: app.id,
       channel: name,
       socketId,
       userId: member.userId!,
-      userInfo: member.userInfo,
-      maxMembers: app.max_presence_members,
     });
-    if (!joined.ok) {
-      ctx.send(subscriptionErrorFrame(
-        name,
-        "LimitReached",
-        `Presence channel is full (${app.max_presence_members} members)`,
-        403,
-      ));
-      return;
-    }
-    succeeded = joined.roster.frame();
-    first = joined.first;
-  }
-  if (ctx.isClosed()) {
-    // The socket went away while we waited: undo the join.
-    if (succeeded !== undefined) {
-      await state.leavePresence({ appId: app.id, channel: name, socketId, userId: member.userId! });
-    }
     return;
   }
-  const joins: Promise<void>[] = [];
-  if (member.userId !== undefined) joins.push(ctx.internal.join(userControlChannel(member.userId)));
+  await attach(ctx, joining);
+}
+
+/** Joins the local channel and the cluster's record of it, then confirms to the client. */
+function attach(ctx: SessionContext, joining: Joining): Step {
+  const { app, socketId } = ctx;
+  const { state, bus, membership } = ctx.ports;
+  const { name, type, member } = joining;
+  const control = member.userId === undefined
+    ? undefined
+    : ctx.internal.join(userControlChannel(member.userId));
   const added = membership.add(app.id, name, ctx.self);
   ctx.subscriptions.set(name, {
     channel: added.channel,
@@ -79,24 +106,39 @@ export async function subscribe(ctx: SessionContext, request: SubscribeRequest):
     userInfo: member.userInfo,
   });
   // Events published once the client holds subscription_succeeded must reach it.
-  const [{ occupied }] = await Promise.all([
-    state.addSubscription({ appId: app.id, channel: name, socketId }),
-    bus.listen(app.id, name),
-    ...joins,
-  ]);
+  const recorded = state.addSubscription({ appId: app.id, channel: name, socketId });
+  const listening = bus.listen(app.id, name);
+  if (recorded instanceof Promise || listening instanceof Promise || control instanceof Promise) {
+    return Promise.all([recorded, listening, control]).then(([{ occupied }]) =>
+      confirm(ctx, joining, occupied)
+    );
+  }
+  return confirm(ctx, joining, recorded.occupied);
+}
+
+function confirm(ctx: SessionContext, joining: Joining, occupied: boolean): Step {
+  const { app } = ctx;
+  const { announcements } = ctx.ports;
+  const { name, type } = joining;
   if (occupied) announcements.announce({ kind: "channel_occupied", appId: app.id, channel: name });
   if (type.kind !== "presence") announcements.countChanged(app, name);
   if (ctx.isClosed()) return;
-  ctx.send(succeeded ?? subscriptionSucceededFrame(name));
+  ctx.send(joining.succeeded ?? subscriptionSucceededFrame(name));
+  if (type.cache || joining.first) return afterConfirm(ctx, joining);
+}
+
+/** What follows subscription_succeeded: a cache channel's last event, a presence member_added. */
+async function afterConfirm(ctx: SessionContext, joining: Joining): Promise<void> {
+  const { name, type, member } = joining;
   if (type.cache) await sendCached(ctx, name);
-  if (first) {
-    await announcements.announce({
+  if (joining.first) {
+    await ctx.ports.announcements.announce({
       kind: "member_added",
-      appId: app.id,
+      appId: ctx.app.id,
       channel: name,
       userId: member.userId!,
       userInfo: member.userInfo,
-    }, socketId);
+    }, ctx.socketId);
   }
 }
 
