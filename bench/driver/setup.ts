@@ -20,6 +20,9 @@ export interface Setup {
   subSeconds: number;
   /** Server CPU seconds while every client subscribed to the fan-out channel. */
   subCpuSeconds: number;
+  /** When that was (epoch ms), for --cpu-prof windows. */
+  subWindow: [number, number];
+  rampWindow: [number, number];
   /** The first --lat-subs clients on the latency channel. */
   latSubs: { ok: number; failed: number };
   /** Server CPU (cores) with C idle connections. */
@@ -40,14 +43,18 @@ export async function connectClients(ctx: Context, url: string): Promise<Setup> 
   log(`${name}: ramp-up`);
   await waitQuiet(options, `${name} ramp-up`);
   const rampStart = now();
+  const rampStartEpoch = Date.now();
   const ramp = await pool.connect(url, options.rampWindow);
+  const rampWindow: [number, number] = [rampStartEpoch, Date.now()];
   const rampSeconds = (now() - rampStart) / 1000;
   if (ramp.opened === 0) throw new Error(`${name}: no client could connect`);
   const subStart = now();
+  const subStartEpoch = Date.now();
   const subCpuBefore = treeCpuSeconds(running.measured.pid);
   const subs = await pool.subscribe(FANOUT, C);
   const subCpuSeconds = treeCpuSeconds(running.measured.pid) - subCpuBefore;
   const subSeconds = (now() - subStart) / 1000;
+  const subWindow: [number, number] = [subStartEpoch, Date.now()];
   const latSubs = await pool.subscribe(LATENCY, options.latSubs);
   // Background cost with C idle connections (timers, sweeps): server CPU over a quiet while.
   await sleep(options.settleMs / 2);
@@ -66,6 +73,8 @@ export async function connectClients(ctx: Context, url: string): Promise<Setup> 
     subs,
     subSeconds,
     subCpuSeconds,
+    subWindow,
+    rampWindow,
     latSubs,
     idleCpu,
     rssWithRaw,

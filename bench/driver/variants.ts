@@ -64,6 +64,8 @@ export async function publicVariant(
     connections_per_s: Math.round(ramp.opened / setup.rampSeconds),
     subscriptions_per_s: Math.round(subs.ok / setup.subSeconds),
     subscribe_cpu_us: round((setup.subCpuSeconds * 1e6) / subs.ok, 2),
+    subscribe_window_epoch_ms: setup.subWindow,
+    connect_window_epoch_ms: setup.rampWindow,
     idle_cpu_utilisation: round(setup.idleCpu, 4),
     idle_cpu_us_per_connection_per_s: round((setup.idleCpu * 1e6) / ramp.opened, 4),
     api_calls_per_s: api ? Math.round(api.callsPerSecond) : null,
