@@ -96,11 +96,19 @@ function teardown(ws: WebSocket): void {
 class DenoSocket implements SocketHandle {
   /** Set once Chorus closed the socket: tears it down if the peer never answers. */
   deadline: ReturnType<typeof setTimeout> | undefined;
+  /**
+   * At least the socket's bufferedAmount: what it held when last asked, plus every byte sent
+   * since. A fan-out asks the runtime only once this bound is over the budget, so the check
+   * stays exact without a runtime call per recipient.
+   */
+  bufferBound = 0;
 
   constructor(readonly raw: WebSocket) {}
 
   send(frame: string): void {
     if (this.raw.readyState === OPEN) this.raw.send(frame);
+    // UTF-16 units: a bound on bytes within 3x, without encoding the frame here.
+    this.bufferBound += frame.length * 3;
   }
 
   close(code: number, reason: string): void {
@@ -109,7 +117,7 @@ class DenoSocket implements SocketHandle {
   }
 
   bufferedAmount(): number {
-    return this.raw.bufferedAmount;
+    return this.bufferBound = this.raw.bufferedAmount;
   }
 }
 
@@ -118,17 +126,17 @@ class DenoSocket implements SocketHandle {
  * the set (the frame string is the same for every send).
  */
 class Topics {
-  readonly #members = new Map<string, Set<SocketHandle>>();
+  readonly #members = new Map<string, Set<DenoSocket>>();
 
   constructor(readonly budget: number) {}
 
-  join(topic: string, socket: SocketHandle): void {
+  join(topic: string, socket: DenoSocket): void {
     let members = this.#members.get(topic);
     if (!members) this.#members.set(topic, members = new Set());
     members.add(socket);
   }
 
-  leave(topic: string, socket: SocketHandle): void {
+  leave(topic: string, socket: DenoSocket): void {
     const members = this.#members.get(topic);
     if (members?.delete(socket) && members.size === 0) this.#members.delete(topic);
   }
@@ -137,11 +145,12 @@ class Topics {
   publish(topic: string, frame: string, except?: SocketHandle): boolean {
     const members = this.#members.get(topic);
     if (!members) return false;
+    const { budget } = this;
     let overBudget = false;
     for (const socket of members) {
       if (socket === except) continue;
       socket.send(frame);
-      if (socket.bufferedAmount() > this.budget) overBudget = true;
+      if (socket.bufferBound > budget && socket.bufferedAmount() > budget) overBudget = true;
     }
     return overBudget;
   }
@@ -182,8 +191,8 @@ export function createDenoAdapter(): RuntimeAdapter {
       const topics = new Topics(options.socketBufferLimit);
       return {
         port: running.port,
-        join: (topic, socket) => topics.join(topic, socket),
-        leave: (topic, socket) => topics.leave(topic, socket),
+        join: (topic, socket) => topics.join(topic, socket as DenoSocket),
+        leave: (topic, socket) => topics.leave(topic, socket as DenoSocket),
         publish: (topic, frame, except) => topics.publish(topic, frame, except),
         stop: () => running.stop(),
       };

@@ -69,7 +69,12 @@ export class RedisCluster implements Cluster {
     this.#log = log;
     const url = config.redisUrl!;
     const timeout = config.redisTimeoutMs;
-    const commands = new Redis(url, connectionOptions(timeout, { maxRetriesPerRequest: null }));
+    // Auto-pipelining sends the scripts of every socket that connects or subscribes in the same
+    // tick as one write (in order, so each script still runs atomically and in sequence).
+    const commands = new Redis(
+      url,
+      connectionOptions(timeout, { maxRetriesPerRequest: null, enableAutoPipelining: true }),
+    );
     this.link = new RedisLink(new RedisKeys(config.prefix), nodeId, commands);
     const publisher = new Redis(
       url,
