@@ -1,6 +1,9 @@
-/** Deno runtime adapter: Deno.serve + hono/deno; fan-out walks the channel's subscriber set. */
+/**
+ * Deno runtime adapter: Deno.serve and Deno.upgradeWebSocket (not hono/deno's helper, which keeps
+ * a WSContext, a URL and six closures per socket); fan-out walks the channel's subscriber set.
+ */
 // hono/deno's helpers are marked deprecated in favour of @hono/deno, which is not published yet.
-import { getConnInfo, upgradeWebSocket } from "hono/deno";
+import { getConnInfo } from "hono/deno";
 import {
   type AcceptErrorReason,
   CLOSE_DEADLINE_MS,
@@ -93,7 +96,11 @@ function teardown(ws: WebSocket): void {
   if (typeof rid === "number" && tryClose) tryClose(rid);
 }
 
-class DenoSocket implements SocketHandle {
+/**
+ * One upgraded socket: the runtime handle the core sends through, and the listener of its
+ * events (`handleEvent`: one object per socket, no closures, no Hono WSContext or URL kept).
+ */
+class DenoSocket implements SocketHandle, EventListenerObject {
   /** Set once Chorus closed the socket: tears it down if the peer never answers. */
   deadline: ReturnType<typeof setTimeout> | undefined;
   /**
@@ -103,7 +110,25 @@ class DenoSocket implements SocketHandle {
    */
   bufferBound = 0;
 
-  constructor(readonly raw: WebSocket) {}
+  constructor(readonly raw: WebSocket, readonly session: SocketSession) {
+    for (const type of ["open", "message", "close", "error"]) raw.addEventListener(type, this);
+  }
+
+  handleEvent(event: Event): void {
+    switch (event.type) {
+      case "message":
+        this.session.onMessage((event as MessageEvent).data);
+        return;
+      case "open":
+        this.session.onOpen(this);
+        return;
+      case "close":
+        clearTimeout(this.deadline);
+        this.session.onClose((event as CloseEvent).code);
+        return;
+        // "error": a close event follows; nothing to do before it.
+    }
+  }
 
   send(frame: string): void {
     if (this.raw.readyState === OPEN) this.raw.send(frame);
@@ -161,25 +186,17 @@ export function createDenoAdapter(): RuntimeAdapter {
     name: "deno",
 
     websocket(accept) {
-      const upgrade = upgradeWebSocket((c) => {
-        const session: SocketSession = accept(c);
-        let socket: DenoSocket | undefined;
-        return {
-          onOpen(_event, ws) {
-            socket = new DenoSocket(ws.raw as WebSocket);
-            session.onOpen(socket);
-          },
-          onMessage(event) {
-            session.onMessage(event.data);
-          },
-          onClose(event) {
-            clearTimeout(socket?.deadline);
-            session.onClose(event.code);
-          },
-        };
-        // Liveness is Pusher's activity_timeout, done by the core; Deno's own pings are off.
-      }, { idleTimeout: 0 }) as ReturnType<RuntimeAdapter["websocket"]>;
-      return upgrade;
+      return (c) => {
+        const session = accept(c);
+        const protocol = c.req.header("sec-websocket-protocol")?.split(",")[0]?.trim();
+        const { response, socket } = Deno.upgradeWebSocket(c.req.raw, {
+          ...(protocol ? { protocol } : {}),
+          // Liveness is Pusher's activity_timeout, done by the core; Deno's own pings are off.
+          idleTimeout: 0,
+        });
+        new DenoSocket(socket, session);
+        return response;
+      };
     },
 
     clientAddress(c) {
