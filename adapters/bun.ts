@@ -22,13 +22,12 @@ import {
 const OPEN = 1;
 const HARD_CAP_FACTOR = 16;
 
-interface SocketData {
-  session: SocketSession;
-  socket?: BunSocket;
-}
-
+/** One socket: the core's handle, and the socket's data in Bun (one object per socket). */
 class BunSocket implements SocketHandle {
-  constructor(readonly raw: ServerWebSocket<SocketData>) {}
+  /** Set by `open`. */
+  raw!: ServerWebSocket<BunSocket>;
+
+  constructor(readonly session: SocketSession) {}
 
   send(frame: string): void {
     this.raw.send(frame);
@@ -47,17 +46,17 @@ class BunSocket implements SocketHandle {
   }
 }
 
-const handlers: WebSocketHandler<SocketData> = {
+const handlers: WebSocketHandler<BunSocket> = {
   open(ws) {
-    ws.data.socket = new BunSocket(ws);
-    ws.data.session.onOpen(ws.data.socket);
+    ws.data.raw = ws;
+    ws.data.session.onOpen(ws.data);
   },
   message(ws, message) {
     // Text arrives as a string, binary as a Buffer (refused by the core with 4200).
     ws.data.session.onMessage(message);
   },
   close(ws, code) {
-    clearTimeout(ws.data.socket?.deadline);
+    clearTimeout(ws.data.deadline);
     ws.data.session.onClose(code);
   },
 };
@@ -74,8 +73,8 @@ export function createBunAdapter(): RuntimeAdapter {
 
     websocket(accept) {
       return (c) => {
-        const data: SocketData = { session: accept(c) };
-        if (getBunServer<Server<SocketData>>(c)?.upgrade(c.req.raw, { data })) {
+        const data = new BunSocket(accept(c));
+        if (getBunServer<Server<BunSocket>>(c)?.upgrade(c.req.raw, { data })) {
           return new Response(null);
         }
         return c.json({ error: "Expected a WebSocket upgrade request" }, 426);
@@ -87,7 +86,7 @@ export function createBunAdapter(): RuntimeAdapter {
     },
 
     serve(app: HttpApp, options: ServeOptions): Promise<SocketServer> {
-      const server: Server<SocketData> = Bun.serve({
+      const server: Server<BunSocket> = Bun.serve({
         hostname: options.hostname,
         port: options.port,
         fetch: app.fetch,
