@@ -8,6 +8,7 @@
  */
 import process from "node:process";
 import { Histogram } from "./lib/hist.ts";
+import { type Spread, spreadSlot } from "./lib/spread.ts";
 import { type AppCreds, channelAuth } from "../test/support/index.ts";
 
 export type Command =
@@ -16,7 +17,8 @@ export type Command =
   | {
     id: number;
     cmd: "connect";
-    url: string;
+    /** Client `index` connects to `urls[index % urls.length]`. */
+    urls: string[];
     from: number;
     to: number;
     window: number;
@@ -35,6 +37,18 @@ export type Command =
   }
   | {
     id: number;
+    cmd: "subscribe-spread";
+    /** Each client of [from, to) joins the channel `spread` gives it (bench/lib/spread.ts). */
+    spread: Spread;
+    from: number;
+    to: number;
+    window: number;
+    timeoutMs: number;
+    /** Presence channels: signed `channel_data` with the user id `spread` gives. */
+    app?: AppCreds;
+  }
+  | {
+    id: number;
     cmd: "measure";
     latency: boolean;
     /** Also keep, per event (its `s` sequence number), the latency of its first delivery. */
@@ -42,6 +56,13 @@ export type Command =
     progressMs: number;
   }
   | { id: number; cmd: "report" }
+  | {
+    id: number;
+    cmd: "check";
+    /** Events sent per channel since `measure`: each client must have their sum over its
+     * channels. */
+    events: Record<string, number>;
+  }
   | { id: number; cmd: "close"; timeoutMs: number }
   | { id: number; cmd: "exit" };
 
@@ -55,6 +76,20 @@ export interface Report {
   /** Sockets the server closed or that failed while they were expected to stay open. */
   dropped: number;
   errors: string[];
+}
+
+/** The answer to `check`: how many open clients got exactly, fewer or more events. */
+export interface CheckReport {
+  clients: number;
+  open: number;
+  exact: number;
+  short: number;
+  over: number;
+  /** Deliveries expected over all clients, and received. */
+  expected: number;
+  received: number;
+  /** A few of the clients that were off: "index: received/expected". */
+  samples: string[];
 }
 
 /** Bench events are named `bench-...`: a frame starting `{"event":"b` is one of ours. */
@@ -71,6 +106,10 @@ interface Client {
   socketId: string;
   open: boolean;
   closing: boolean;
+  /** Bench events since the last `measure`. */
+  received: number;
+  /** Channels whose subscription_succeeded arrived. */
+  channels: string[];
 }
 
 const clients = new Map<number, Client>();
@@ -84,7 +123,7 @@ let offset = 0;
 let progress: ReturnType<typeof setInterval> | undefined;
 const errors: string[] = [];
 /** Channel -> what to do on each subscription_succeeded while a subscribe command runs. */
-const awaitingSubscription = new Map<string, () => void>();
+const awaitingSubscription = new Map<string, (client: Client) => void>();
 let onEstablished: ((client: Client, ok: boolean) => void) | undefined;
 let onClosed: (() => void) | undefined;
 
@@ -99,6 +138,7 @@ function onFrame(client: Client, data: unknown): void {
   }
   if (data.charCodeAt(EVENT_NAME_AT) === B) {
     delivered++;
+    client.received++;
     if (latency) {
       const at = data.indexOf(T_MARK);
       if (at >= 0) {
@@ -125,7 +165,10 @@ function onFrame(client: Client, data: unknown): void {
     onEstablished?.(client, true);
   } else if (data.startsWith('{"event":"pusher_internal:subscription_succeeded"')) {
     const match = /"channel":"([^"]+)"/.exec(data);
-    if (match) awaitingSubscription.get(match[1])?.();
+    if (match) {
+      client.channels.push(match[1]);
+      awaitingSubscription.get(match[1])?.(client);
+    }
   } else if (data.startsWith('{"event":"pusher:ping"')) {
     client.ws.send('{"event":"pusher:pong","data":{}}');
   } else if (
@@ -138,7 +181,15 @@ function onFrame(client: Client, data: unknown): void {
 
 function openClient(url: string, index: number): Client {
   const ws = new WebSocket(url);
-  const client: Client = { index, ws, socketId: "", open: false, closing: false };
+  const client: Client = {
+    index,
+    ws,
+    socketId: "",
+    open: false,
+    closing: false,
+    received: 0,
+    channels: [],
+  };
   ws.onmessage = (event) => onFrame(client, event.data);
   ws.onerror = () => {
     if (!client.open) noteError(`socket ${index}: error before connection_established`);
@@ -184,7 +235,8 @@ function connect(
     const pump = () => {
       while (inFlight < c.window && next < c.to) {
         inFlight++;
-        openClient(c.url, next++);
+        openClient(c.urls[next % c.urls.length], next);
+        next++;
       }
     };
     onEstablished = (_client, ok) => {
@@ -222,14 +274,10 @@ function subscribe(
     const send = () => {
       while (sent < targets.length && sent - ok < c.window) {
         const client = targets[sent++];
-        const data: Record<string, string> = { channel: c.channel };
-        if (c.presence) {
-          const user = client.index % c.presence.users;
-          const channelData = JSON.stringify({ user_id: `u${user}`, user_info: { n: user } });
-          data.channel_data = channelData;
-          data.auth = channelAuth(c.presence.app, client.socketId, c.channel, channelData);
-        }
-        client.ws.send(JSON.stringify({ event: "pusher:subscribe", data }));
+        const presence = c.presence
+          ? { app: c.presence.app, user: client.index % c.presence.users }
+          : undefined;
+        client.ws.send(subscribeFrame(client, c.channel, presence));
       }
     };
     awaitingSubscription.set(c.channel, () => {
@@ -239,6 +287,101 @@ function subscribe(
     if (targets.length === 0) finish(false);
     else send();
   });
+}
+
+/** The `pusher:subscribe` frame of `client` for `channel` (signed for presence). */
+function subscribeFrame(
+  client: Client,
+  channel: string,
+  presence?: { app: AppCreds; user: number },
+): string {
+  const data: Record<string, string> = { channel };
+  if (presence) {
+    const { user } = presence;
+    const channelData = JSON.stringify({ user_id: `u${user}`, user_info: { n: user } });
+    data.channel_data = channelData;
+    data.auth = channelAuth(presence.app, client.socketId, channel, channelData);
+  }
+  return JSON.stringify({ event: "pusher:subscribe", data });
+}
+
+/**
+ * Subscribes each open client of [from, to) to the channel `spread` gives it (if any), at most
+ * `window` requests in flight; answers the successes per channel.
+ */
+function subscribeSpread(c: Extract<Command, { cmd: "subscribe-spread" }>): Promise<{
+  ok: number;
+  failed: number;
+  perChannel: Record<string, number>;
+  ms: number;
+}> {
+  const started = performance.now();
+  const targets: { client: Client; channel: string; user: number }[] = [];
+  for (let i = c.from; i < c.to; i++) {
+    const client = clients.get(i);
+    const slot = spreadSlot(i, c.spread);
+    if (client?.open && slot) targets.push({ client, ...slot });
+  }
+  const perChannel: Record<string, number> = {};
+  let sent = 0;
+  let ok = 0;
+  return new Promise((resolve) => {
+    const names = new Set(targets.map((t) => t.channel));
+    const finish = (timedOut: boolean) => {
+      clearTimeout(timer);
+      for (const name of names) awaitingSubscription.delete(name);
+      if (timedOut) noteError(`subscribe ${c.spread.prefix}*: timed out, ${ok}/${targets.length}`);
+      resolve({ ok, failed: targets.length - ok, perChannel, ms: performance.now() - started });
+    };
+    const timer = setTimeout(() => finish(true), c.timeoutMs);
+    const send = () => {
+      while (sent < targets.length && sent - ok < c.window) {
+        const { client, channel, user } = targets[sent++];
+        const presence = c.app && c.spread.users !== undefined ? { app: c.app, user } : undefined;
+        client.ws.send(subscribeFrame(client, channel, presence));
+      }
+    };
+    const onSucceeded = (client: Client) => {
+      const channel = client.channels[client.channels.length - 1];
+      perChannel[channel] = (perChannel[channel] ?? 0) + 1;
+      if (++ok >= targets.length) finish(false);
+      else send();
+    };
+    for (const name of names) awaitingSubscription.set(name, onSucceeded);
+    if (targets.length === 0) finish(false);
+    else send();
+  });
+}
+
+/** Compares each client's events since `measure` with the events sent to its channels. */
+function check(events: Record<string, number>): CheckReport {
+  const report: CheckReport = {
+    clients: clients.size,
+    open: 0,
+    exact: 0,
+    short: 0,
+    over: 0,
+    expected: 0,
+    received: 0,
+    samples: [],
+  };
+  for (const client of clients.values()) {
+    if (client.open) report.open++;
+    let expected = 0;
+    for (const channel of client.channels) expected += events[channel] ?? 0;
+    report.expected += expected;
+    report.received += client.received;
+    if (client.received === expected) {
+      report.exact++;
+      continue;
+    }
+    if (client.received < expected) report.short++;
+    else report.over++;
+    if (report.samples.length < 5) {
+      report.samples.push(`${client.index}: ${client.received}/${expected}`);
+    }
+  }
+  return report;
 }
 
 /** Closes every socket; resolves once all are closed (or on timeout). */
@@ -289,6 +432,12 @@ process.on("message", async (message: Command) => {
     case "subscribe":
       reply(message.id, await subscribe(message));
       return;
+    case "subscribe-spread":
+      reply(message.id, await subscribeSpread(message));
+      return;
+    case "check":
+      reply(message.id, { check: check(message.events) });
+      return;
     case "measure":
       delivered = 0;
       other = 0;
@@ -296,6 +445,7 @@ process.on("message", async (message: Command) => {
       errors.length = 0;
       latency = message.latency ? new Histogram() : null;
       firstPerEvent = message.firstPerEvent ? new Map() : null;
+      for (const client of clients.values()) client.received = 0;
       clearInterval(progress);
       progress = setInterval(() => process.send!({ progress: delivered }), message.progressMs);
       reply(message.id, {});
@@ -323,5 +473,11 @@ process.on("message", async (message: Command) => {
       process.exit(0);
   }
 });
+
+// Orphaned (the driver was killed): close everything rather than hold the sockets forever.
+const parent = process.ppid;
+setInterval(() => {
+  if (process.ppid !== parent) process.exit(1);
+}, 2_000).unref?.();
 
 process.send!({ ready: true });
