@@ -97,10 +97,10 @@ export async function rssAfterGc(server: ServerProcess, waitMs: number): Promise
   return treeRssBytes(server.pid);
 }
 
-/** The last lines of a server's log, for error messages. */
-export function tail(file: string): string {
+/** The last `lines` lines of a server's log, for error messages. */
+export function tail(file: string, lines = 15): string {
   try {
-    return readFileSync(file, "utf8").split("\n").slice(-15).join("\n");
+    return readFileSync(file, "utf8").split("\n").slice(-lines).join("\n");
   } catch {
     return "";
   }
