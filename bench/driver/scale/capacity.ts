@@ -24,7 +24,7 @@ const PORT_MARGIN = 3_000;
  * a Bun WebSocket client in a load generator, a socket on a Chorus node on Bun and on Deno, and
  * the kernel's share of a loopback TCP connection (both ends, not in any process's RSS).
  */
-const BYTES = { client: 16_000, bun: 8_000, deno: 60_000, kernel: 8_000 };
+const BYTES = { client: 16_000, bun: 8_000, deno: 40_000, kernel: 4_000 };
 /** RSS of a process before its sockets. */
 const PROCESS_BYTES = 120 * 2 ** 20;
 

@@ -22,6 +22,7 @@ import { now, round, sleep } from "../util.ts";
 import { NODE_FD_MARGIN } from "./capacity.ts";
 import type { ScaleOptions } from "./cli.ts";
 import {
+  everyAcceptedEventDelivered,
   everySocketGotEveryEvent,
   type Fanout,
   fanoutFields,
@@ -149,6 +150,9 @@ export async function clusterPhase(o: ScaleOptions, cleanup: Cleanup): Promise<L
     every_socket_got_every_event: everySocketGotEveryEvent(fanout, saturation) &&
       everySocketGotEveryEvent(fanout, moderate) && subscribed === intended &&
       ramp.opened === o.sockets,
+    every_accepted_event_delivered: everyAcceptedEventDelivered(fanout, saturation) &&
+      everyAcceptedEventDelivered(fanout, moderate),
+    events_refused: saturation.refused + moderate.refused,
     sockets_by_node: Object.fromEntries(nodes.map((node, i) => [node.label, sockets[i]])),
     api_connections: api,
     connects_failed: ramp.failed,

@@ -38,6 +38,9 @@ interface Sample {
 
 export interface FanoutResult {
   events: number;
+  /** Events the HTTP API refused (503 and the like): not delivered, by Chorus's answer. */
+  refused: number;
+  /** Deliveries of the accepted events (subscribers of their channels). */
   expected: number;
   delivered: number;
   seconds: number;
@@ -70,12 +73,16 @@ function sample(f: Fanout): Sample {
   };
 }
 
-/** A phase in progress: what was sent, per channel. */
+/** A phase in progress: what was sent, and what the HTTP API accepted per channel. */
 class Run {
   readonly before: Sample;
-  readonly sentTo = new Map<string, number>();
+  readonly acceptedTo = new Map<string, number>();
   events = 0;
+  refused = 0;
+  /** Deliveries of every event sent, of the accepted ones, and of the refused ones. */
+  sent = 0;
   expected = 0;
+  lost = 0;
 
   constructor(readonly f: Fanout) {
     for (const trigger of f.triggers) trigger.reset();
@@ -86,30 +93,49 @@ class Run {
     return this.f.triggers.reduce((n, t) => n + t.inFlight, 0);
   }
 
-  /** Sends the next event; answers its deliveries. */
-  send(): number {
+  /** Deliveries on their way: of events sent, less the refused ones and those that arrived. */
+  get pending(): number {
+    return this.sent - this.lost - this.f.pool.delivered;
+  }
+
+  /** Sends the next event. */
+  send(): void {
     const { triggers, channels } = this.f;
     const k = this.events++;
     const channel = channels[Math.floor(k / triggers.length) % channels.length];
-    triggers[k % triggers.length].single(channel.name, k);
-    this.sentTo.set(channel.name, (this.sentTo.get(channel.name) ?? 0) + 1);
-    this.expected += channel.subscribers;
-    return channel.subscribers;
+    this.sent += channel.subscribers;
+    triggers[k % triggers.length].single(channel.name, k).then((accepted) => {
+      if (accepted) {
+        this.acceptedTo.set(channel.name, (this.acceptedTo.get(channel.name) ?? 0) + 1);
+        this.expected += channel.subscribers;
+      } else {
+        this.refused++;
+        this.lost += channel.subscribers;
+      }
+    });
   }
 
-  /** Waits (bounded) for the deliveries and HTTP answers, then counts every socket's events. */
+  /**
+   * Waits for every HTTP answer and the accepted events' deliveries: at most 30 s, and at most
+   * 5 s without a delivery once every call answered. Then counts every socket's events.
+   */
   async finish(steady?: { deliveries: number; seconds: number }): Promise<FanoutResult> {
     const { pool, triggers } = this.f;
     const deadline = now() + 30_000;
-    while (pool.delivered < this.expected && now() < deadline) await pool.wait(20);
-    for (let i = 0; i < 1_500 && this.httpInFlight > 0; i++) await sleep(10);
+    let last = { at: now(), delivered: pool.delivered };
+    while (now() < deadline && (this.httpInFlight > 0 || this.pending > 0)) {
+      await pool.wait(20);
+      if (pool.delivered !== last.delivered) last = { at: now(), delivered: pool.delivered };
+      else if (this.httpInFlight === 0 && now() - last.at > 5_000) break;
+    }
     const after = sample(this.f);
     assertNodesAlive(this.f.nodes);
     const report = await pool.report();
-    const check = await pool.check(this.sentTo);
+    const check = await pool.check(this.acceptedTo);
     const seconds = (after.at - this.before.at) / 1000;
     return {
       events: this.events,
+      refused: this.refused,
       expected: this.expected,
       delivered: report.delivered,
       seconds,
@@ -153,12 +179,10 @@ export async function saturationPhase(
     if (!warm && t >= warmAt) warm = { at: t, delivered };
     if (delivered !== lastChange.delivered) lastChange = { at: t, delivered };
     else if (t - lastChange.at > 2_000 && run.httpInFlight === 0) {
-      forgiven = run.expected - delivered;
+      forgiven = run.pending;
       lastChange = { at: t, delivered };
     }
-    while (run.httpInFlight < MAX_HTTP && run.expected - delivered - forgiven < window) {
-      run.send();
-    }
+    while (run.httpInFlight < MAX_HTTP && run.pending - forgiven < window) run.send();
     await f.pool.wait(5);
   }
   const stop = { at: now(), delivered: f.pool.delivered };
@@ -185,12 +209,20 @@ export async function moderatePhase(
   return await run.finish();
 }
 
-/** True when every socket is still open and got exactly the events of its channels. */
-export function everySocketGotEveryEvent(f: Fanout, r: FanoutResult): boolean {
+/**
+ * True when every socket is still open and got exactly the events the HTTP API accepted for its
+ * channels (none lost, none twice).
+ */
+export function everyAcceptedEventDelivered(f: Fanout, r: FanoutResult): boolean {
   const { check } = r;
-  return r.httpFailures === 0 && r.dropped === 0 && r.delivered === r.expected &&
-    check.clients === f.sockets && check.open === f.sockets && check.exact === f.sockets &&
-    check.expected === r.expected && check.received === r.expected;
+  return r.dropped === 0 && r.delivered === r.expected && check.clients === f.sockets &&
+    check.open === f.sockets && check.exact === f.sockets && check.expected === r.expected &&
+    check.received === r.expected;
+}
+
+/** The same, and the API accepted every event sent: every socket got every event. */
+export function everySocketGotEveryEvent(f: Fanout, r: FanoutResult): boolean {
+  return r.refused === 0 && r.httpFailures === 0 && everyAcceptedEventDelivered(f, r);
 }
 
 /** A phase's figures as fields of the result line. */
@@ -199,7 +231,7 @@ export function fanoutFields(f: Fanout, r: FanoutResult): Line {
   const per1k = (cpu: number) => r.delivered > 0 ? round(cpu / (r.delivered / 1000), 6) : null;
   const problems = [
     ...(r.delivered !== r.expected ? [`${r.expected - r.delivered} deliveries missing`] : []),
-    ...(r.httpFailures > 0 ? [`${r.httpFailures} HTTP calls failed`] : []),
+    ...(r.httpFailures > 0 ? [`${r.httpFailures} HTTP calls failed (events refused)`] : []),
     ...(r.dropped > 0 ? [`${r.dropped} sockets closed by the server`] : []),
     ...(r.check.short + r.check.over > 0
       ? [`${r.check.short} sockets short, ${r.check.over} over: ${r.check.samples.join(", ")}`]
@@ -208,6 +240,7 @@ export function fanoutFields(f: Fanout, r: FanoutResult): Line {
   ];
   return {
     events: r.events,
+    events_refused: r.refused,
     deliveries_expected: r.expected,
     deliveries: r.delivered,
     seconds: round(r.seconds),
@@ -234,6 +267,7 @@ export function fanoutFields(f: Fanout, r: FanoutResult): Line {
     sockets_over: r.check.over,
     sockets_open: r.check.open,
     every_socket_got_every_event: everySocketGotEveryEvent(f, r),
+    every_accepted_event_delivered: everyAcceptedEventDelivered(f, r),
     problems: problems.slice(0, 10),
   };
 }

@@ -13,6 +13,7 @@ import { now, round, sleep } from "../util.ts";
 import { fdCeiling, FILL_FD_MARGIN } from "./capacity.ts";
 import type { ScaleOptions } from "./cli.ts";
 import {
+  everyAcceptedEventDelivered,
   everySocketGotEveryEvent,
   type Fanout,
   fanoutFields,
@@ -98,6 +99,9 @@ export async function fillPhase(o: ScaleOptions, cleanup: Cleanup): Promise<Line
     bytes_per_socket: Math.round((rssWith - rssIdle) / opened),
     every_socket_got_every_event: everySocketGotEveryEvent(fanout, saturation) &&
       everySocketGotEveryEvent(fanout, moderate) && subs.ok === opened,
+    every_accepted_event_delivered: everyAcceptedEventDelivered(fanout, saturation) &&
+      everyAcceptedEventDelivered(fanout, moderate),
+    events_refused: saturation.refused + moderate.refused,
     open_files_limit: limit,
     fd_refusal_ceiling: ceiling,
     fds_idle: fdsIdle,
