@@ -230,7 +230,10 @@ export function fanoutFields(f: Fanout, r: FanoutResult): Line {
   const nodeCpu = r.nodeCpu.reduce((a, b) => a + b, 0);
   const per1k = (cpu: number) => r.delivered > 0 ? round(cpu / (r.delivered / 1000), 6) : null;
   const problems = [
-    ...(r.delivered !== r.expected ? [`${r.expected - r.delivered} deliveries missing`] : []),
+    ...(r.delivered < r.expected ? [`${r.expected - r.delivered} deliveries missing`] : []),
+    ...(r.delivered > r.expected
+      ? [`${r.delivered - r.expected} deliveries beyond those of the accepted events`]
+      : []),
     ...(r.httpFailures > 0 ? [`${r.httpFailures} HTTP calls failed (events refused)`] : []),
     ...(r.dropped > 0 ? [`${r.dropped} sockets closed by the server`] : []),
     ...(r.check.short + r.check.over > 0
