@@ -211,16 +211,21 @@ function openClient(url: string, index: number): Client {
   return client;
 }
 
-/** Opens sockets [from, to) with at most `window` handshakes in flight. */
+/**
+ * Opens the sockets of [from, to) that are not open (all of them, the first time; again those
+ * that failed), with at most `window` handshakes in flight.
+ */
 function connect(
   c: Extract<Command, { cmd: "connect" }>,
 ): Promise<{ opened: number; failed: number; ms: number }> {
   const started = performance.now();
-  let next = c.from;
+  const todo: number[] = [];
+  for (let i = c.from; i < c.to; i++) if (!clients.has(i)) todo.push(i);
+  let next = 0;
   let inFlight = 0;
   let opened = 0;
   let failed = 0;
-  const total = c.to - c.from;
+  const total = todo.length;
   return new Promise((resolve) => {
     const finish = () => {
       clearTimeout(timer);
@@ -233,10 +238,10 @@ function connect(
       finish();
     }, c.timeoutMs);
     const pump = () => {
-      while (inFlight < c.window && next < c.to) {
+      while (inFlight < c.window && next < total) {
         inFlight++;
-        openClient(c.urls[next % c.urls.length], next);
-        next++;
+        const index = todo[next++];
+        openClient(c.urls[index % c.urls.length], index);
       }
     };
     onEstablished = (_client, ok) => {

@@ -227,6 +227,25 @@ export class ClientPool {
     };
   }
 
+  /** Connects again, in each load generator's range so far, the clients that are not open. */
+  async reconnect(urls: string[], window: number): Promise<{ opened: number; failed: number }> {
+    const timeoutMs = 30_000 + this.clients * 2;
+    const replies = await Promise.all(this.gens.map((gen, i) =>
+      gen.call({
+        cmd: "connect",
+        urls,
+        from: this.ranges[i][0],
+        to: this.ranges[i][0] + gen.connected,
+        window: Math.max(1, Math.ceil(window / this.gens.length)),
+        timeoutMs,
+      }, timeoutMs + 10_000)
+    ));
+    return {
+      opened: replies.reduce((n, r) => n + (r.opened as number), 0),
+      failed: replies.reduce((n, r) => n + (r.failed as number), 0),
+    };
+  }
+
   /** Subscribes every connected client to the channel `spread` gives it (bench/lib/spread.ts). */
   async subscribeSpread(
     spread: Spread,

@@ -87,6 +87,16 @@ export async function clusterPhase(o: ScaleOptions, cleanup: Cleanup): Promise<L
   log(`cluster: connecting ${o.sockets} sockets over ${o.procs} load generators`);
   const rampStart = now();
   const ramp = await pool.connect(urls, o.rampWindow);
+  // A node that cannot register a socket in Redis tells it to reconnect, as a Pusher client
+  // would: the failed ones connect again (three times at most).
+  const failedFirst = ramp.failed;
+  for (let round = 1; round <= 3 && ramp.failed > 0; round++) {
+    log(`cluster: ${ramp.failed} sockets failed to connect; again (${round} of 3)`);
+    await sleep(1_000);
+    const again = await pool.reconnect(urls, o.rampWindow);
+    ramp.opened += again.opened;
+    ramp.failed = again.failed;
+  }
   const rampSeconds = (now() - rampStart) / 1000;
   const sockets = nodes.map((node, i) => openFds(node.pid) - fdsIdle[i]);
   log(`cluster: ${ramp.opened} open, ${ramp.failed} failed; per node ${sockets.join(", ")}`);
@@ -156,6 +166,7 @@ export async function clusterPhase(o: ScaleOptions, cleanup: Cleanup): Promise<L
     sockets_by_node: Object.fromEntries(nodes.map((node, i) => [node.label, sockets[i]])),
     api_connections: api,
     connects_failed: ramp.failed,
+    connects_failed_first_try: failedFirst,
     subscriptions: subscribed,
     subscriptions_intended: intended,
     subscriptions_per_s: Math.round(subscribed / subSeconds),
