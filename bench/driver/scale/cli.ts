@@ -21,9 +21,10 @@ export interface ScaleOptions {
   presenceEvery: number;
   /** Distinct users per presence channel. */
   presenceUsers: number;
-  /** Saturation: seconds, deliveries in flight. Moderate: events/s, seconds. */
+  /** Saturation: seconds, deliveries in flight (fill, cluster). Moderate: events/s, seconds. */
   seconds: number;
-  window: number;
+  fillWindow: number;
+  clusterWindow: number;
   rate: number;
   moderateSeconds: number;
   rampWindow: number;
@@ -53,7 +54,8 @@ export const SCALE_HELP = `Usage: bun bench/scale.ts [flags]   (bench/README.md,
   --presence-users N      distinct users per presence channel (default 20)
   both:
   -d, --duration S        seconds of the saturation phase (default 5)
-  --window N              deliveries in flight at saturation (default 100000)
+  --window N              deliveries in flight at saturation (default 100000 for fill,
+                          30000 for cluster: the slowest node holds most of them)
   --rate N                events/s of the moderate phase (default 1)
   --moderate-duration S   seconds of the moderate phase (default 8)
   --ramp-window N         WebSocket handshakes in flight (default 500)
@@ -102,7 +104,8 @@ export function parseScaleOptions(argv: string[]): ScaleOptions {
     presenceEvery: flags.integer("presence-every", 1, 2),
     presenceUsers: flags.integer("presence-users", 1, 20),
     seconds: flags.number("duration", 0.5, 5),
-    window: flags.integer("window", 1, 100_000),
+    fillWindow: flags.integer("window", 1, 100_000),
+    clusterWindow: flags.integer("window", 1, 30_000),
     rate: flags.number("rate", 0.1, 1),
     moderateSeconds: flags.number("moderate-duration", 0.5, 8),
     rampWindow: flags.integer("ramp-window", 1, 500),

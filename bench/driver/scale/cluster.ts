@@ -136,7 +136,7 @@ export async function clusterPhase(o: ScaleOptions, cleanup: Cleanup): Promise<L
 
   const fanout: Fanout = { pool, triggers, channels, nodes, sockets: ramp.opened, redis: true };
   log(`cluster: saturation, ${o.seconds} s over ${channels.length} channels`);
-  const saturation = await saturationPhase(fanout, o.seconds, o.window);
+  const saturation = await saturationPhase(fanout, o.seconds, o.clusterWindow);
   log(`cluster: moderate, ${o.rate} events/s for ${o.moderateSeconds} s`);
   const moderate = await moderatePhase(fanout, o.rate, o.moderateSeconds);
   const logged = nodeLogLines(nodes);
@@ -178,7 +178,7 @@ export async function clusterPhase(o: ScaleOptions, cleanup: Cleanup): Promise<L
     bytes_per_socket: bytesPerSocket(nodes, specs, rssIdle, rssWith, sockets),
     loadgen_bytes_per_socket: Math.round(loadgenRss / ramp.opened),
     load_generators: o.procs,
-    saturation: fanoutFields(fanout, saturation),
+    saturation: { window: o.clusterWindow, ...fanoutFields(fanout, saturation) },
     moderate: { rate: o.rate, ...fanoutFields(fanout, moderate) },
     redis_keys_after_stop: keysAfterStop,
     redis_keys_left: keysLeft,

@@ -80,7 +80,7 @@ export async function fillPhase(o: ScaleOptions, cleanup: Cleanup): Promise<Line
     redis: false,
   };
   log(`fill: saturation, ${o.seconds} s to ${subs.ok} subscribers`);
-  const saturation = await saturationPhase(fanout, o.seconds, o.window);
+  const saturation = await saturationPhase(fanout, o.seconds, o.fillWindow);
   log(`fill: moderate, ${o.rate} events/s for ${o.moderateSeconds} s`);
   const moderate = await moderatePhase(fanout, o.rate, o.moderateSeconds);
   const fdsAfter = openFds(node.pid);
@@ -115,7 +115,7 @@ export async function fillPhase(o: ScaleOptions, cleanup: Cleanup): Promise<Line
     bytes_per_socket_before_gc: Math.round((rssWithRaw - rssIdle) / opened),
     loadgen_bytes_per_socket: Math.round(loadgenRss / opened),
     load_generators: o.fillProcs,
-    saturation: fanoutFields(fanout, saturation),
+    saturation: { window: o.fillWindow, ...fanoutFields(fanout, saturation) },
     moderate: { rate: o.rate, ...fanoutFields(fanout, moderate) },
     node_log_lines: logged.count,
     node_log_first: logged.first,
