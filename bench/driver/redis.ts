@@ -35,15 +35,27 @@ async function deleteKeys(url: string, pattern: string, pick: (key: string) => b
   }
 }
 
-/** Keys left under the cluster's prefix (null when Redis could not be asked). */
-export async function countRedisKeys(url: string, prefix: string): Promise<number | null> {
+/**
+ * Keys left under the cluster's prefix by kind (`seq`, `pinfo`...: the part after the prefix and
+ * the app id, `chorus:<prefix>:<app>:<kind>:...`); null when Redis could not be asked.
+ */
+export async function countRedisKeys(
+  url: string,
+  prefix: string,
+  appId: string,
+): Promise<Record<string, number> | null> {
+  const root = `chorus:${prefix}:`;
   try {
-    let count = 0;
-    await scanKeys(url, `chorus:${prefix}:*`, (_redis, keys) => {
-      count += keys.length;
+    const kinds: Record<string, number> = {};
+    await scanKeys(url, `${root}*`, (_redis, keys) => {
+      for (const key of keys) {
+        const parts = key.slice(root.length).split(":");
+        const kind = parts[0] === appId && parts.length > 1 ? parts[1] : parts[0];
+        kinds[kind] = (kinds[kind] ?? 0) + 1;
+      }
       return Promise.resolve();
     });
-    return count;
+    return kinds;
   } catch {
     return null;
   }

@@ -54,9 +54,9 @@ export async function clusterPhase(o: ScaleOptions, cleanup: Cleanup): Promise<L
   await cleanStaleRedis(o.redis);
   const prefix = `bench-${process.pid}-${Date.now()}`;
   // Runs last, once every node stopped: what the nodes left behind, then remove it.
-  let keysAfterStop: number | null = null;
+  let keysAfterStop: Record<string, number> | null = null;
   cleanup.add("removing the Redis keys", async () => {
-    keysAfterStop = await countRedisKeys(o.redis, prefix);
+    keysAfterStop = await countRedisKeys(o.redis, prefix, APP.id);
     await cleanRedis(o.redis, prefix);
   });
   const env = {
@@ -142,7 +142,7 @@ export async function clusterPhase(o: ScaleOptions, cleanup: Cleanup): Promise<L
   const logged = nodeLogLines(nodes);
   await pool.close();
   await cleanup.run();
-  const keysLeft = await countRedisKeys(o.redis, prefix);
+  const keysLeft = await countRedisKeys(o.redis, prefix, APP.id);
 
   return {
     scale: "cluster",
@@ -181,7 +181,7 @@ export async function clusterPhase(o: ScaleOptions, cleanup: Cleanup): Promise<L
     saturation: { window: o.clusterWindow, ...fanoutFields(fanout, saturation) },
     moderate: { rate: o.rate, ...fanoutFields(fanout, moderate) },
     redis_keys_after_stop: keysAfterStop,
-    redis_keys_left: keysLeft,
+    redis_keys_left: keysLeft && Object.values(keysLeft).reduce((a, b) => a + b, 0),
     node_log_lines: logged.count,
     node_log_first: logged.first,
     seconds: round((now() - started) / 1000, 1),
