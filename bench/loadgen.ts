@@ -1,8 +1,9 @@
 /**
- * Load generator process, started by bench/run.ts (`bun bench/loadgen.ts`) and driven over IPC.
- * It holds a share of the benchmark's WebSocket clients (Bun's global WebSocket), connects and
- * subscribes them on command, counts event deliveries and records their end-to-end latency from
- * the send timestamp that run.ts puts in each event's data.
+ * Load generator process, started by bench/run.ts and bench/scale.ts (`bun bench/loadgen.ts`)
+ * and driven over IPC. It holds a share of the benchmark's WebSocket clients (Bun's global
+ * WebSocket), connects and subscribes them on command, counts event deliveries (in all and per
+ * client, for `check`) and records their end-to-end latency from the send timestamp that the
+ * driver puts in each event's data.
  *
  * Every command carries an `id`; the reply echoes it. Every wait is bounded by `timeoutMs`.
  */
