@@ -319,9 +319,12 @@ function subscribeSpread(c: Extract<Command, { cmd: "subscribe-spread" }>): Prom
   ok: number;
   failed: number;
   perChannel: Record<string, number>;
+  /** Errors noted meanwhile (subscription errors, sockets closed). */
+  errors: string[];
   ms: number;
 }> {
   const started = performance.now();
+  const errorsBefore = errors.length;
   const targets: { client: Client; channel: string; user: number }[] = [];
   for (let i = c.from; i < c.to; i++) {
     const client = clients.get(i);
@@ -337,7 +340,13 @@ function subscribeSpread(c: Extract<Command, { cmd: "subscribe-spread" }>): Prom
       clearTimeout(timer);
       for (const name of names) awaitingSubscription.delete(name);
       if (timedOut) noteError(`subscribe ${c.spread.prefix}*: timed out, ${ok}/${targets.length}`);
-      resolve({ ok, failed: targets.length - ok, perChannel, ms: performance.now() - started });
+      resolve({
+        ok,
+        failed: targets.length - ok,
+        perChannel,
+        errors: errors.slice(errorsBefore),
+        ms: performance.now() - started,
+      });
     };
     const timer = setTimeout(() => finish(true), c.timeoutMs);
     const send = () => {

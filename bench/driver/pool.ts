@@ -250,7 +250,7 @@ export class ClientPool {
   async subscribeSpread(
     spread: Spread,
     count: number,
-  ): Promise<{ ok: number; failed: number; perChannel: Map<string, number> }> {
+  ): Promise<{ ok: number; failed: number; perChannel: Map<string, number>; errors: string[] }> {
     const timeoutMs = 30_000 + count * 5;
     const replies = await Promise.all(this.gens.map((gen, i) =>
       gen.call({
@@ -273,6 +273,7 @@ export class ClientPool {
       ok: replies.reduce((n, r) => n + (r.ok as number), 0),
       failed: replies.reduce((n, r) => n + (r.failed as number), 0),
       perChannel,
+      errors: replies.flatMap((r) => r.errors as string[]).slice(0, 10),
     };
   }
 

@@ -117,12 +117,14 @@ export async function clusterPhase(o: ScaleOptions, cleanup: Cleanup): Promise<L
   const channels: Fanout["channels"] = [];
   let intended = 0;
   let subscribed = 0;
+  const subscriptionErrors: string[] = [];
   const subStart = now();
   for (const spread of spreads) {
     const subs = await pool.subscribeSpread(spread, ramp.opened);
     for (const [name, subscribers] of subs.perChannel) channels.push({ name, subscribers });
     for (const n of spreadCounts(o.sockets, spread).values()) intended += n;
     subscribed += subs.ok;
+    subscriptionErrors.push(...subs.errors);
     log(`cluster: ${subs.ok} subscribed to ${spread.prefix}* (${subs.failed} failed)`);
   }
   const subSeconds = (now() - subStart) / 1000;
@@ -170,6 +172,7 @@ export async function clusterPhase(o: ScaleOptions, cleanup: Cleanup): Promise<L
     subscriptions: subscribed,
     subscriptions_intended: intended,
     subscriptions_per_s: Math.round(subscribed / subSeconds),
+    subscription_errors: subscriptionErrors.slice(0, 10),
     channels: channels.length,
     public_channels: o.publicChannels,
     presence_channels: o.presenceChannels,

@@ -110,6 +110,7 @@ export async function fillPhase(o: ScaleOptions, cleanup: Cleanup): Promise<Line
     connects_failed: failed,
     subscriptions_per_s: Math.round(subs.ok / subSeconds),
     subscriptions_failed: opened - subs.ok,
+    subscription_errors: subs.errors,
     rss_idle_bytes: rssIdle,
     rss_with_bytes: rssWith,
     bytes_per_socket_before_gc: Math.round((rssWithRaw - rssIdle) / opened),
