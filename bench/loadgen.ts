@@ -1,13 +1,15 @@
 /**
- * Load generator process, started by bench/run.ts (`bun bench/loadgen.ts`) and driven over IPC.
- * It holds a share of the benchmark's WebSocket clients (Bun's global WebSocket), connects and
- * subscribes them on command, counts event deliveries and records their end-to-end latency from
- * the send timestamp that run.ts puts in each event's data.
+ * Load generator process, started by bench/run.ts and bench/scale.ts (`bun bench/loadgen.ts`)
+ * and driven over IPC. It holds a share of the benchmark's WebSocket clients (Bun's global
+ * WebSocket), connects and subscribes them on command, counts event deliveries (in all and per
+ * client, for `check`) and records their end-to-end latency from the send timestamp that the
+ * driver puts in each event's data.
  *
  * Every command carries an `id`; the reply echoes it. Every wait is bounded by `timeoutMs`.
  */
 import process from "node:process";
 import { Histogram } from "./lib/hist.ts";
+import { type Spread, spreadSlot } from "./lib/spread.ts";
 import { type AppCreds, channelAuth } from "../test/support/index.ts";
 
 export type Command =
@@ -16,7 +18,8 @@ export type Command =
   | {
     id: number;
     cmd: "connect";
-    url: string;
+    /** Client `index` connects to `urls[index % urls.length]`. */
+    urls: string[];
     from: number;
     to: number;
     window: number;
@@ -35,6 +38,18 @@ export type Command =
   }
   | {
     id: number;
+    cmd: "subscribe-spread";
+    /** Each client of [from, to) joins the channel `spread` gives it (bench/lib/spread.ts). */
+    spread: Spread;
+    from: number;
+    to: number;
+    window: number;
+    timeoutMs: number;
+    /** Presence channels: signed `channel_data` with the user id `spread` gives. */
+    app?: AppCreds;
+  }
+  | {
+    id: number;
     cmd: "measure";
     latency: boolean;
     /** Also keep, per event (its `s` sequence number), the latency of its first delivery. */
@@ -42,6 +57,13 @@ export type Command =
     progressMs: number;
   }
   | { id: number; cmd: "report" }
+  | {
+    id: number;
+    cmd: "check";
+    /** Events sent per channel since `measure`: each client must have their sum over its
+     * channels. */
+    events: Record<string, number>;
+  }
   | { id: number; cmd: "close"; timeoutMs: number }
   | { id: number; cmd: "exit" };
 
@@ -55,6 +77,20 @@ export interface Report {
   /** Sockets the server closed or that failed while they were expected to stay open. */
   dropped: number;
   errors: string[];
+}
+
+/** The answer to `check`: how many open clients got exactly, fewer or more events. */
+export interface CheckReport {
+  clients: number;
+  open: number;
+  exact: number;
+  short: number;
+  over: number;
+  /** Deliveries expected over all clients, and received. */
+  expected: number;
+  received: number;
+  /** A few of the clients that were off: "index: received/expected". */
+  samples: string[];
 }
 
 /** Bench events are named `bench-...`: a frame starting `{"event":"b` is one of ours. */
@@ -71,6 +107,10 @@ interface Client {
   socketId: string;
   open: boolean;
   closing: boolean;
+  /** Bench events since the last `measure`. */
+  received: number;
+  /** Channels whose subscription_succeeded arrived. */
+  channels: string[];
 }
 
 const clients = new Map<number, Client>();
@@ -84,7 +124,7 @@ let offset = 0;
 let progress: ReturnType<typeof setInterval> | undefined;
 const errors: string[] = [];
 /** Channel -> what to do on each subscription_succeeded while a subscribe command runs. */
-const awaitingSubscription = new Map<string, () => void>();
+const awaitingSubscription = new Map<string, (client: Client) => void>();
 let onEstablished: ((client: Client, ok: boolean) => void) | undefined;
 let onClosed: (() => void) | undefined;
 
@@ -99,6 +139,7 @@ function onFrame(client: Client, data: unknown): void {
   }
   if (data.charCodeAt(EVENT_NAME_AT) === B) {
     delivered++;
+    client.received++;
     if (latency) {
       const at = data.indexOf(T_MARK);
       if (at >= 0) {
@@ -125,7 +166,10 @@ function onFrame(client: Client, data: unknown): void {
     onEstablished?.(client, true);
   } else if (data.startsWith('{"event":"pusher_internal:subscription_succeeded"')) {
     const match = /"channel":"([^"]+)"/.exec(data);
-    if (match) awaitingSubscription.get(match[1])?.();
+    if (match) {
+      client.channels.push(match[1]);
+      awaitingSubscription.get(match[1])?.(client);
+    }
   } else if (data.startsWith('{"event":"pusher:ping"')) {
     client.ws.send('{"event":"pusher:pong","data":{}}');
   } else if (
@@ -138,7 +182,15 @@ function onFrame(client: Client, data: unknown): void {
 
 function openClient(url: string, index: number): Client {
   const ws = new WebSocket(url);
-  const client: Client = { index, ws, socketId: "", open: false, closing: false };
+  const client: Client = {
+    index,
+    ws,
+    socketId: "",
+    open: false,
+    closing: false,
+    received: 0,
+    channels: [],
+  };
   ws.onmessage = (event) => onFrame(client, event.data);
   ws.onerror = () => {
     if (!client.open) noteError(`socket ${index}: error before connection_established`);
@@ -160,16 +212,21 @@ function openClient(url: string, index: number): Client {
   return client;
 }
 
-/** Opens sockets [from, to) with at most `window` handshakes in flight. */
+/**
+ * Opens the sockets of [from, to) that are not open (all of them, the first time; again those
+ * that failed), with at most `window` handshakes in flight.
+ */
 function connect(
   c: Extract<Command, { cmd: "connect" }>,
 ): Promise<{ opened: number; failed: number; ms: number }> {
   const started = performance.now();
-  let next = c.from;
+  const todo: number[] = [];
+  for (let i = c.from; i < c.to; i++) if (!clients.has(i)) todo.push(i);
+  let next = 0;
   let inFlight = 0;
   let opened = 0;
   let failed = 0;
-  const total = c.to - c.from;
+  const total = todo.length;
   return new Promise((resolve) => {
     const finish = () => {
       clearTimeout(timer);
@@ -182,9 +239,10 @@ function connect(
       finish();
     }, c.timeoutMs);
     const pump = () => {
-      while (inFlight < c.window && next < c.to) {
+      while (inFlight < c.window && next < total) {
         inFlight++;
-        openClient(c.url, next++);
+        const index = todo[next++];
+        openClient(c.urls[index % c.urls.length], index);
       }
     };
     onEstablished = (_client, ok) => {
@@ -222,14 +280,10 @@ function subscribe(
     const send = () => {
       while (sent < targets.length && sent - ok < c.window) {
         const client = targets[sent++];
-        const data: Record<string, string> = { channel: c.channel };
-        if (c.presence) {
-          const user = client.index % c.presence.users;
-          const channelData = JSON.stringify({ user_id: `u${user}`, user_info: { n: user } });
-          data.channel_data = channelData;
-          data.auth = channelAuth(c.presence.app, client.socketId, c.channel, channelData);
-        }
-        client.ws.send(JSON.stringify({ event: "pusher:subscribe", data }));
+        const presence = c.presence
+          ? { app: c.presence.app, user: client.index % c.presence.users }
+          : undefined;
+        client.ws.send(subscribeFrame(client, c.channel, presence));
       }
     };
     awaitingSubscription.set(c.channel, () => {
@@ -239,6 +293,110 @@ function subscribe(
     if (targets.length === 0) finish(false);
     else send();
   });
+}
+
+/** The `pusher:subscribe` frame of `client` for `channel` (signed for presence). */
+function subscribeFrame(
+  client: Client,
+  channel: string,
+  presence?: { app: AppCreds; user: number },
+): string {
+  const data: Record<string, string> = { channel };
+  if (presence) {
+    const { user } = presence;
+    const channelData = JSON.stringify({ user_id: `u${user}`, user_info: { n: user } });
+    data.channel_data = channelData;
+    data.auth = channelAuth(presence.app, client.socketId, channel, channelData);
+  }
+  return JSON.stringify({ event: "pusher:subscribe", data });
+}
+
+/**
+ * Subscribes each open client of [from, to) to the channel `spread` gives it (if any), at most
+ * `window` requests in flight; answers the successes per channel.
+ */
+function subscribeSpread(c: Extract<Command, { cmd: "subscribe-spread" }>): Promise<{
+  ok: number;
+  failed: number;
+  perChannel: Record<string, number>;
+  /** Errors noted meanwhile (subscription errors, sockets closed). */
+  errors: string[];
+  ms: number;
+}> {
+  const started = performance.now();
+  const errorsBefore = errors.length;
+  const targets: { client: Client; channel: string; user: number }[] = [];
+  for (let i = c.from; i < c.to; i++) {
+    const client = clients.get(i);
+    const slot = spreadSlot(i, c.spread);
+    if (client?.open && slot) targets.push({ client, ...slot });
+  }
+  const perChannel: Record<string, number> = {};
+  let sent = 0;
+  let ok = 0;
+  return new Promise((resolve) => {
+    const names = new Set(targets.map((t) => t.channel));
+    const finish = (timedOut: boolean) => {
+      clearTimeout(timer);
+      for (const name of names) awaitingSubscription.delete(name);
+      if (timedOut) noteError(`subscribe ${c.spread.prefix}*: timed out, ${ok}/${targets.length}`);
+      resolve({
+        ok,
+        failed: targets.length - ok,
+        perChannel,
+        errors: errors.slice(errorsBefore),
+        ms: performance.now() - started,
+      });
+    };
+    const timer = setTimeout(() => finish(true), c.timeoutMs);
+    const send = () => {
+      while (sent < targets.length && sent - ok < c.window) {
+        const { client, channel, user } = targets[sent++];
+        const presence = c.app && c.spread.users !== undefined ? { app: c.app, user } : undefined;
+        client.ws.send(subscribeFrame(client, channel, presence));
+      }
+    };
+    const onSucceeded = (client: Client) => {
+      const channel = client.channels[client.channels.length - 1];
+      perChannel[channel] = (perChannel[channel] ?? 0) + 1;
+      if (++ok >= targets.length) finish(false);
+      else send();
+    };
+    for (const name of names) awaitingSubscription.set(name, onSucceeded);
+    if (targets.length === 0) finish(false);
+    else send();
+  });
+}
+
+/** Compares each client's events since `measure` with the events sent to its channels. */
+function check(events: Record<string, number>): CheckReport {
+  const report: CheckReport = {
+    clients: clients.size,
+    open: 0,
+    exact: 0,
+    short: 0,
+    over: 0,
+    expected: 0,
+    received: 0,
+    samples: [],
+  };
+  for (const client of clients.values()) {
+    if (client.open) report.open++;
+    let expected = 0;
+    for (const channel of client.channels) expected += events[channel] ?? 0;
+    report.expected += expected;
+    report.received += client.received;
+    if (client.received === expected) {
+      report.exact++;
+      continue;
+    }
+    if (client.received < expected) report.short++;
+    else report.over++;
+    if (report.samples.length < 5) {
+      report.samples.push(`${client.index}: ${client.received}/${expected}`);
+    }
+  }
+  return report;
 }
 
 /** Closes every socket; resolves once all are closed (or on timeout). */
@@ -289,6 +447,12 @@ process.on("message", async (message: Command) => {
     case "subscribe":
       reply(message.id, await subscribe(message));
       return;
+    case "subscribe-spread":
+      reply(message.id, await subscribeSpread(message));
+      return;
+    case "check":
+      reply(message.id, { check: check(message.events) });
+      return;
     case "measure":
       delivered = 0;
       other = 0;
@@ -296,6 +460,7 @@ process.on("message", async (message: Command) => {
       errors.length = 0;
       latency = message.latency ? new Histogram() : null;
       firstPerEvent = message.firstPerEvent ? new Map() : null;
+      for (const client of clients.values()) client.received = 0;
       clearInterval(progress);
       progress = setInterval(() => process.send!({ progress: delivered }), message.progressMs);
       reply(message.id, {});
@@ -323,5 +488,11 @@ process.on("message", async (message: Command) => {
       process.exit(0);
   }
 });
+
+// Orphaned (the driver was killed): close everything rather than hold the sockets forever.
+const parent = process.ppid;
+setInterval(() => {
+  if (process.ppid !== parent) process.exit(1);
+}, 2_000).unref?.();
 
 process.send!({ ready: true });

@@ -4,8 +4,7 @@
  */
 import { existsSync } from "node:fs";
 import os from "node:os";
-import process from "node:process";
-import { parseArgs } from "node:util";
+import { Flags } from "./flags.ts";
 import { fail } from "./log.ts";
 import { type Phase, PHASES, type TargetName, TARGETS, type Variant, VARIANTS } from "./names.ts";
 
@@ -86,10 +85,7 @@ export const HELP = `Usage: bun bench/run.ts [flags]
   -h, --help
 `;
 
-/**
- * Every flag as `node:util` parseArgs knows it. Numbers and lists are strings here and checked in
- * `parseOptions`, so that a bad value names the flag as it was typed.
- */
+/** Every flag as `node:util` parseArgs knows it (bench/driver/flags.ts reads them). */
 const FLAGS = {
   help: { type: "boolean", short: "h" },
   quick: { type: "boolean" },
@@ -121,71 +117,16 @@ const FLAGS = {
   summarize: { type: "string" },
   "cpu-prof": { type: "boolean" },
 } as const;
-type Flag = keyof typeof FLAGS;
-
-/** A flag as given: `raw` is its spelling (`-c` or `--clients`), for messages. */
-interface Given {
-  raw: string;
-  value: string;
-}
-
-const isFlag = (name: string): name is Flag => Object.hasOwn(FLAGS, name);
-
-/**
- * The flags of `argv`, checked in order (`--help` prints the help there); the last of a repeated
- * flag wins. parseArgs runs non-strict so that the messages are ours and the same on Bun and
- * Deno; its tokens read `--flag=value`, `--flag value` and `-c 5` alike and keep the spelling.
- */
-function readFlags(argv: string[]): Map<Flag, Given> {
-  const { tokens } = parseArgs({
-    args: argv,
-    options: FLAGS,
-    strict: false,
-    allowPositionals: true,
-    tokens: true,
-  });
-  const given = new Map<Flag, Given>();
-  for (const token of tokens) {
-    if (token.kind === "positional") fail(`unknown flag "${token.value}" (see --help)`);
-    if (token.kind === "option-terminator") fail(`unknown flag "--" (see --help)`);
-    if (!isFlag(token.name)) fail(`unknown flag "${token.rawName}" (see --help)`);
-    const { type } = FLAGS[token.name];
-    if (type === "string" && token.value === undefined) fail(`${token.rawName} needs a value`);
-    if (type === "boolean" && token.value !== undefined) fail(`${token.rawName} takes no value`);
-    if (token.name === "help") {
-      console.log(HELP);
-      process.exit(0);
-    }
-    given.set(token.name, { raw: token.rawName, value: token.value ?? "" });
-  }
-  return given;
-}
-
 /** What the command line asks for: a run, or only the summary of a results file. */
 export type Invocation = { summarize: string } | { options: Options };
 
 export function parseOptions(argv: string[]): Invocation {
-  const flags = readFlags(argv);
+  const flags = new Flags(argv, FLAGS, HELP);
   const summarize = flags.get("summarize");
   if (summarize) return { summarize: summarize.value };
-  /** The flag's number, or `fallback` when it was not given. */
-  const number = (flag: Flag, min: number, fallback: number): number => {
-    const given = flags.get(flag);
-    if (given === undefined) return fallback;
-    const n = Number(given.value);
-    if (!Number.isFinite(n) || n < min) {
-      fail(`${given.raw}: expected a number >= ${min}, got "${given.value}"`);
-    }
-    return n;
-  };
-  const integer = (flag: Flag, min: number, fallback: number) =>
-    Math.floor(number(flag, min, fallback));
-  /** The flag's comma-separated names, each one of `known`; undefined when not given. */
-  const names = (flag: Flag, known: readonly string[], what: string): string[] | undefined => {
-    const list = flags.get(flag)?.value.split(",").map((s) => s.trim()).filter(Boolean);
-    for (const name of list ?? []) if (!known.includes(name)) fail(`unknown ${what} "${name}"`);
-    return list;
-  };
+  const number = flags.number.bind(flags);
+  const integer = flags.integer.bind(flags);
+  const names = flags.names.bind(flags);
   const targets = names("targets", TARGETS, "target");
   const variants = names("variants", VARIANTS, "variant");
   const phases = names("phases", PHASES, "phase");

@@ -31,9 +31,15 @@ export function checkLimits(options: Options): void {
         `${options.procs} process(es); raise it or use --procs / --clients`,
     );
   }
-  const [low, high] = readFileSync("/proc/sys/net/ipv4/ip_local_port_range", "utf8").trim()
-    .split(/\s+/).map(Number);
-  if (high - low + 1 < options.clients) {
+  const { low, high, count } = ephemeralPorts();
+  if (count < options.clients) {
     fail(`${options.clients} clients do not fit the ephemeral port range ${low}-${high}`);
   }
+}
+
+/** The ephemeral port range: connections from one address to one address and port. */
+export function ephemeralPorts(): { low: number; high: number; count: number } {
+  const [low, high] = readFileSync("/proc/sys/net/ipv4/ip_local_port_range", "utf8").trim()
+    .split(/\s+/).map(Number);
+  return { low, high, count: high - low + 1 };
 }

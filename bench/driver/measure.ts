@@ -4,11 +4,12 @@
  */
 import process from "node:process";
 import type { Histogram } from "../lib/hist.ts";
-import { findProcess, machineCpuSeconds, treeCpuSeconds, treeRssBytes } from "../lib/proc.ts";
+import { findProcess, machineCpuSeconds, treeCpuSeconds } from "../lib/proc.ts";
 import type { Options } from "./cli.ts";
 import type { Context } from "./context.ts";
 import { log } from "./log.ts";
 import type { MergedReport } from "./pool.ts";
+import { rssAfterGc } from "./servers.ts";
 import { assertAlive, type Running } from "./targets.ts";
 import { now, sleep } from "./util.ts";
 
@@ -174,9 +175,7 @@ export async function measured(
 }
 
 /** RSS of the measured server after a forced full GC (SIGUSR2, see bench/gc-hook.ts). */
-export async function liveRss(running: Running, options: Options): Promise<number> {
+export function liveRss(running: Running, options: Options): Promise<number> {
   assertAlive(running);
-  running.measured.proc.signal("SIGUSR2");
-  await sleep(Math.max(300, options.settleMs / 2));
-  return treeRssBytes(running.measured.pid);
+  return rssAfterGc(running.measured, Math.max(300, options.settleMs / 2));
 }

@@ -6,7 +6,8 @@ import type { Subprocess } from "bun";
 import { join } from "node:path";
 import process from "node:process";
 import { Histogram } from "../lib/hist.ts";
-import type { Command, Report } from "../loadgen.ts";
+import type { Spread } from "../lib/spread.ts";
+import type { CheckReport, Command, Report } from "../loadgen.ts";
 import { checkOpenFiles, NOFILE, ULIMIT_EXEC } from "./limits.ts";
 import { APP } from "./names.ts";
 import { BUN, ROOT } from "./paths.ts";
@@ -21,12 +22,20 @@ interface Reply {
   [key: string]: unknown;
 }
 
+/** Load generators still running: killed when the driver exits, however it exits. */
+const live = new Set<Subprocess>();
+process.on("exit", () => {
+  for (const proc of live) proc.kill("SIGKILL");
+});
+
 /** One bench/loadgen.ts process (pinned to `cpu` when given); `call` answers its reply. */
 class LoadGenerator {
   readonly proc: Subprocess;
   readonly #pending = new Map<number, (reply: Reply) => void>();
   #nextId = 1;
   progress = 0;
+  /** Clients of its range connected so far (indices from its range's start). */
+  connected = 0;
   readonly ready: Promise<void>;
 
   constructor(onProgress: () => void, cpu: number | undefined) {
@@ -53,6 +62,8 @@ class LoadGenerator {
         }
       },
     });
+    live.add(this.proc);
+    this.proc.exited.then(() => live.delete(this.proc));
   }
 
   call(request: Request, timeoutMs = 120_000): Promise<Reply> {
@@ -156,18 +167,33 @@ export class ClientPool {
     }
   }
 
-  async connect(url: string, window: number): Promise<{ opened: number; failed: number }> {
-    const timeoutMs = 30_000 + this.clients * 5;
-    const replies = await Promise.all(this.gens.map((gen, i) =>
-      gen.call({
+  /**
+   * Connects the clients not connected yet, up to `upTo` of them in all (default: every one),
+   * spread evenly over the load generators; client `index` connects to `urls[index %
+   * urls.length]`.
+   */
+  async connect(
+    urls: string | string[],
+    window: number,
+    upTo = this.clients,
+  ): Promise<{ opened: number; failed: number }> {
+    const timeoutMs = 30_000 + upTo * 5;
+    const replies = await Promise.all(this.gens.map((gen, i) => {
+      const [from, to] = this.ranges[i];
+      const share = Math.floor(((i + 1) * upTo) / this.gens.length) -
+        Math.floor((i * upTo) / this.gens.length);
+      const end = Math.min(to, from + share);
+      const start = from + gen.connected;
+      gen.connected = Math.max(gen.connected, end - from);
+      return gen.call({
         cmd: "connect",
-        url,
-        from: this.ranges[i][0],
-        to: this.ranges[i][1],
+        urls: typeof urls === "string" ? [urls] : urls,
+        from: start,
+        to: Math.max(start, end),
         window: Math.max(1, Math.ceil(window / this.gens.length)),
         timeoutMs,
-      }, timeoutMs + 10_000)
-    ));
+      }, timeoutMs + 10_000);
+    }));
     return {
       opened: replies.reduce((n, r) => n + (r.opened as number), 0),
       failed: replies.reduce((n, r) => n + (r.failed as number), 0),
@@ -199,6 +225,83 @@ export class ClientPool {
       ok: replies.reduce((n, r) => n + (r.ok as number), 0),
       failed: replies.reduce((n, r) => n + (r.failed as number), 0),
     };
+  }
+
+  /** Connects again, in each load generator's range so far, the clients that are not open. */
+  async reconnect(urls: string[], window: number): Promise<{ opened: number; failed: number }> {
+    const timeoutMs = 30_000 + this.clients * 2;
+    const replies = await Promise.all(this.gens.map((gen, i) =>
+      gen.call({
+        cmd: "connect",
+        urls,
+        from: this.ranges[i][0],
+        to: this.ranges[i][0] + gen.connected,
+        window: Math.max(1, Math.ceil(window / this.gens.length)),
+        timeoutMs,
+      }, timeoutMs + 10_000)
+    ));
+    return {
+      opened: replies.reduce((n, r) => n + (r.opened as number), 0),
+      failed: replies.reduce((n, r) => n + (r.failed as number), 0),
+    };
+  }
+
+  /** Subscribes every connected client to the channel `spread` gives it (bench/lib/spread.ts). */
+  async subscribeSpread(
+    spread: Spread,
+    count: number,
+  ): Promise<{ ok: number; failed: number; perChannel: Map<string, number>; errors: string[] }> {
+    const timeoutMs = 30_000 + count * 5;
+    const replies = await Promise.all(this.gens.map((gen, i) =>
+      gen.call({
+        cmd: "subscribe-spread",
+        spread,
+        from: this.ranges[i][0],
+        to: this.ranges[i][1],
+        window: 500,
+        timeoutMs,
+        app: spread.users === undefined ? undefined : { ...APP },
+      }, timeoutMs + 10_000)
+    ));
+    const perChannel = new Map<string, number>();
+    for (const reply of replies) {
+      for (const [channel, n] of Object.entries(reply.perChannel as Record<string, number>)) {
+        perChannel.set(channel, (perChannel.get(channel) ?? 0) + n);
+      }
+    }
+    return {
+      ok: replies.reduce((n, r) => n + (r.ok as number), 0),
+      failed: replies.reduce((n, r) => n + (r.failed as number), 0),
+      perChannel,
+      errors: replies.flatMap((r) => r.errors as string[]).slice(0, 10),
+    };
+  }
+
+  /** Every client's events since `measure` against the events sent to its channels. */
+  async check(events: Map<string, number>): Promise<CheckReport> {
+    const merged: CheckReport = {
+      clients: 0,
+      open: 0,
+      exact: 0,
+      short: 0,
+      over: 0,
+      expected: 0,
+      received: 0,
+      samples: [],
+    };
+    const body = Object.fromEntries(events);
+    for (const gen of this.gens) {
+      const { check } = await gen.call({ cmd: "check", events: body }) as unknown as {
+        check: CheckReport;
+      };
+      for (
+        const key of ["clients", "open", "exact", "short", "over", "expected", "received"] as const
+      ) {
+        merged[key] += check[key];
+      }
+      merged.samples.push(...check.samples.slice(0, 5 - merged.samples.length));
+    }
+    return merged;
   }
 
   async measure(latency: boolean, firstPerEvent = false): Promise<void> {
@@ -236,6 +339,7 @@ export class ClientPool {
 
   async close(): Promise<void> {
     await Promise.all(this.gens.map((gen) => gen.call({ cmd: "close", timeoutMs: 30_000 })));
+    for (const gen of this.gens) gen.connected = 0;
   }
 
   async exit(): Promise<void> {

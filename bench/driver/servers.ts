@@ -6,6 +6,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import process from "node:process";
 import { freePort, type Spawned, spawnProcess } from "../../test/support/index.ts";
+import { treeRssBytes } from "../lib/proc.ts";
 import { checkOpenFiles, NOFILE } from "./limits.ts";
 import { log } from "./log.ts";
 import { OUT, ROOT } from "./paths.ts";
@@ -89,10 +90,17 @@ export async function stopServer(server: ServerProcess): Promise<void> {
   clearTimeout(timer);
 }
 
-/** The last lines of a server's log, for error messages. */
-export function tail(file: string): string {
+/** RSS of a server `waitMs` after asking it for a full GC (SIGUSR2, see bench/gc-hook.ts). */
+export async function rssAfterGc(server: ServerProcess, waitMs: number): Promise<number> {
+  server.proc.signal("SIGUSR2");
+  await sleep(waitMs);
+  return treeRssBytes(server.pid);
+}
+
+/** The last `lines` lines of a server's log, for error messages. */
+export function tail(file: string, lines = 15): string {
   try {
-    return readFileSync(file, "utf8").split("\n").slice(-15).join("\n");
+    return readFileSync(file, "utf8").split("\n").slice(-lines).join("\n");
   } catch {
     return "";
   }

@@ -44,8 +44,12 @@ export function assertAlive(running: Running): void {
   }
 }
 
-function chorusConfig(options: Options): string {
-  const file = join(OUT, "chorus-config.json");
+/** The flags that change how a server is started (profilers). */
+export type StartFlags = Pick<Options, "cpuProf" | "perf">;
+
+/** Chorus's config file `name` in bench/.out/: the bench app, presence limit `presenceUsers`. */
+export function chorusConfig(presenceUsers: number, name = "chorus-config.json"): string {
+  const file = join(OUT, name);
   writeFileSync(
     file,
     JSON.stringify(
@@ -54,7 +58,7 @@ function chorusConfig(options: Options): string {
           ...APP,
           max_connections: null,
           activity_timeout: 30,
-          max_presence_members: Math.max(100, options.presenceUsers),
+          max_presence_members: Math.max(100, presenceUsers),
         }],
       },
       null,
@@ -65,12 +69,16 @@ function chorusConfig(options: Options): string {
 }
 
 /** `deno run` with the GC hook's flag (and perf's symbol maps with --perf). */
-function denoRun(options: Options): string[] {
+function denoRun(options: StartFlags): string[] {
   const v8 = options.perf ? "--v8-flags=--expose-gc,--perf-basic-prof" : "--v8-flags=--expose-gc";
   return [DENO, "run", v8];
 }
 
-function chorusCommand(runtime: "bun" | "deno", label: string, options: Options): string[] {
+export function chorusCommand(
+  runtime: "bun" | "deno",
+  label: string,
+  options: StartFlags,
+): string[] {
   if (runtime === "deno") {
     // The permissions of `deno task start`.
     return [
@@ -86,7 +94,7 @@ function chorusCommand(runtime: "bun" | "deno", label: string, options: Options)
   return [BUN, ...bunProfileFlags(label, options), GC_HOOK, join(ROOT, "src/bun.ts")];
 }
 
-function bunProfileFlags(label: string, options: Options): string[] {
+function bunProfileFlags(label: string, options: StartFlags): string[] {
   if (!options.cpuProf) return [];
   mkdirSync(join(OUT, "prof"), { recursive: true });
   return [
@@ -155,7 +163,7 @@ export async function startTarget(name: TargetName, options: Options): Promise<R
       const server = await start(
         name,
         chorusCommand(runtime, name, options),
-        { CHORUS_CONFIG: chorusConfig(options) },
+        { CHORUS_CONFIG: chorusConfig(options.presenceUsers) },
         needFiles,
         cpu,
       );
@@ -165,7 +173,7 @@ export async function startTarget(name: TargetName, options: Options): Promise<R
       await cleanStaleRedis(options.redis);
       const prefix = `bench-${process.pid}-${Date.now()}`;
       const env = {
-        CHORUS_CONFIG: chorusConfig(options),
+        CHORUS_CONFIG: chorusConfig(options.presenceUsers),
         REDIS_URL: options.redis,
         CHORUS_REDIS_PREFIX: prefix,
       };
