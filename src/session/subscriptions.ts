@@ -13,7 +13,7 @@ export class Subscriptions<S> implements ReadonlySubscriptions<S> {
   #rest: Map<string, S> | undefined;
 
   get size(): number {
-    return (this.#first ? 1 : 0) + (this.#rest?.size ?? 0);
+    return (this.#first === undefined ? 0 : 1) + (this.#rest?.size ?? 0);
   }
 
   get(name: string): S | undefined {
