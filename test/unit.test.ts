@@ -2,10 +2,12 @@
 // validation, channel kinds and frame parsing. The end-to-end tests cover the same rules on the wire.
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { hmacSha256Hex, md5Hex, verifySocketAuth } from "../src/auth.ts";
+import fc from "fast-check";
+import { hmacSha256Hex, md5Hex, safeEqual, verifySocketAuth } from "../src/auth.ts";
 import { channelType } from "../src/channels/kinds.ts";
 import { ConfigError, loadConfig } from "../src/config.ts";
-import { signRequest, verifyRequest } from "../src/http/signature.ts";
+import { requestTarget } from "../src/http/query.ts";
+import { signRequest, stringToSign, verifyRequest } from "../src/http/signature.ts";
 import { parseClientFrame } from "../src/protocol/frames.ts";
 import { isOriginAllowed } from "../src/admission.ts";
 
@@ -49,6 +51,51 @@ describe("signatures (protocol.md vectors)", { timeout: 10_000 }, () => {
     assert.match(
       verifyRequest(request, { key: "x", secret: SECRET }, 1353088179) ?? "",
       /auth_key/,
+    );
+  });
+});
+
+describe("request signing details", { timeout: 30_000 }, () => {
+  it("compares strings in full", () => {
+    assert.ok(safeEqual("", ""));
+    assert.ok(safeEqual("abc", "abc"));
+    assert.ok(!safeEqual("abc", "abd"));
+    assert.ok(!safeEqual("abc", "ab"));
+    assert.ok(safeEqual("clé", "clé"));
+    assert.ok(!safeEqual("clé", "cle"));
+  });
+
+  it("signs the parameters sorted by lower-cased key, repeated keys in their order", () => {
+    const sorted = new URLSearchParams("auth_key=k&b=2&b=1&c=3&auth_signature=x");
+    const shuffled = new URLSearchParams("c=3&B=2&auth_signature=x&auth_key=k&b=1");
+    assert.equal(stringToSign("post", "/p", sorted), "POST\n/p\nauth_key=k&b=2&b=1&c=3");
+    assert.equal(stringToSign("post", "/p", shuffled), "POST\n/p\nauth_key=k&b=2&b=1&c=3");
+  });
+
+  it("splits a request URL exactly as the URL parser does", () => {
+    const piece = fc.constantFrom(
+      ..."abZ09-._~!$()*,;:@/=&+%'?#\\ \"<>^`{}|é\t".split(""),
+      ..."%2e %2E %2C %41 %zz %FF %C3%A9 %ED%A0%80 %EF%BB%BF %2B %25 /. /.. && ==".split(" "),
+    );
+    const part = fc.array(piece, { maxLength: 16 }).map((pieces) => pieces.join(""));
+    fc.assert(
+      fc.property(part, part, (path, query) => {
+        const url = `http://127.0.0.1:8080/${path}${query ? `?${query}` : ""}`;
+        let parsed: URL;
+        try {
+          parsed = new URL(url);
+        } catch {
+          return;
+        }
+        const target = requestTarget(url);
+        assert.equal(target.path, parsed.pathname, url);
+        assert.deepEqual([...target.params], [...parsed.searchParams], url);
+        for (const [name] of parsed.searchParams) {
+          assert.equal(target.params.get(name), parsed.searchParams.get(name), url);
+        }
+        assert.equal(target.params.get("absent"), null);
+      }),
+      { numRuns: 20_000, seed: 42 },
     );
   });
 });

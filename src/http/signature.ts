@@ -2,26 +2,47 @@
  * Pusher HTTP API request signing (docs/protocol.md §9): the string to sign and its checks.
  */
 import { hmacSha256Hex, md5Hex, safeEqual } from "../auth.ts";
+import type { QueryParams } from "./query.ts";
 
 /** Largest allowed distance between the request's auth_timestamp and our clock. */
 export const MAX_CLOCK_SKEW_SECONDS = 600;
 
-/** `"{METHOD}\n{PATH}\n{QUERY}"` with every parameter but auth_signature, keys lower-cased, sorted. */
-export function stringToSign(method: string, path: string, params: URLSearchParams): string {
+/**
+ * The query part of the string to sign: every parameter but auth_signature, keys lower-cased,
+ * sorted by key (stable, so repeated keys keep their order). SDKs send them sorted already, and
+ * then there is nothing to sort.
+ */
+function signedQuery(params: Iterable<[string, string]>): string {
   const pairs: [string, string][] = [];
-  for (const [key, value] of params) {
-    if (key !== "auth_signature") pairs.push([key.toLowerCase(), value]);
+  let sorted = true;
+  for (const [name, value] of params) {
+    if (name === "auth_signature") continue;
+    const key = name.toLowerCase();
+    if (sorted && pairs.length > 0 && key < pairs[pairs.length - 1][0]) sorted = false;
+    pairs.push([key, value]);
   }
-  pairs.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-  const query = pairs.map(([key, value]) => `${key}=${value}`).join("&");
-  return `${method.toUpperCase()}\n${path}\n${query}`;
+  if (!sorted) pairs.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  let query = "";
+  for (let i = 0; i < pairs.length; i++) {
+    query += i === 0 ? `${pairs[i][0]}=${pairs[i][1]}` : `&${pairs[i][0]}=${pairs[i][1]}`;
+  }
+  return query;
+}
+
+/** `"{METHOD}\n{PATH}\n{QUERY}"` with every parameter but auth_signature, keys lower-cased, sorted. */
+export function stringToSign(
+  method: string,
+  path: string,
+  params: Iterable<[string, string]>,
+): string {
+  return `${method.toUpperCase()}\n${path}\n${signedQuery(params)}`;
 }
 
 export function signRequest(
   secret: string,
   method: string,
   path: string,
-  params: URLSearchParams,
+  params: Iterable<[string, string]>,
 ): string {
   return hmacSha256Hex(secret, stringToSign(method, path, params));
 }
@@ -30,7 +51,8 @@ export interface SignedRequest {
   method: string;
   /** The path as requested, route prefix included. */
   path: string;
-  params: URLSearchParams;
+  /** The query parameters (`URLSearchParams`, or the pairs of src/http/query.ts). */
+  params: QueryParams;
   /** The body as received: `body_md5` covers its bytes, before any decoding. */
   body: string | Uint8Array;
   /** The configured route prefix (CHORUS_PATH), e.g. "/pusher"; "" or absent for none. */
@@ -73,8 +95,13 @@ export function verifyRequest(
     if (bodyMd5 === null) return "Missing body_md5";
     if (!safeEqual(bodyMd5, md5Hex(request.body))) return "body_md5 does not match the body";
   }
-  const matches = signablePaths(request.path, request.routePrefix).some((path) =>
-    safeEqual(signature, signRequest(app.secret, request.method, path, params))
-  );
-  return matches ? undefined : "Invalid auth_signature";
+  // The query is the same for every signable path: build it once.
+  const method = request.method.toUpperCase();
+  const query = signedQuery(params);
+  for (const path of signablePaths(request.path, request.routePrefix)) {
+    if (safeEqual(signature, hmacSha256Hex(app.secret, `${method}\n${path}\n${query}`))) {
+      return undefined;
+    }
+  }
+  return "Invalid auth_signature";
 }

@@ -7,6 +7,7 @@ import { bodyLimit } from "hono/body-limit";
 import type { ChorusNode } from "../../node.ts";
 import { HttpError, tooManyRequests } from "../errors.ts";
 import type { HttpContext, HttpEnv } from "../route.ts";
+import { requestTarget } from "../query.ts";
 import { verifyRequest } from "../signature.ts";
 
 /** One middleware for signed routes; the body limit (Hono's) is built once per app. */
@@ -59,12 +60,12 @@ function verifySignature(
     const bytes = c.req.method === "GET" || c.req.method === "HEAD"
       ? new Uint8Array()
       : new Uint8Array(await c.req.arrayBuffer());
-    const url = new URL(c.req.url);
+    const { path, params } = requestTarget(c.req.url);
     const refusal = verifyRequest(
       {
         method: c.req.method,
-        path: url.pathname,
-        params: url.searchParams,
+        path,
+        params,
         body: bytes,
         routePrefix: node.config.path,
       },
