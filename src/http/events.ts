@@ -62,6 +62,8 @@ export interface OutgoingEvent {
   data: string;
   socketId?: string;
   info: Set<InfoField>;
+  /** The cache channels among `channels` (they keep the event for later subscribers). */
+  cacheChannels: string[];
 }
 
 export function parseJsonBody(body: string): unknown {
@@ -104,12 +106,14 @@ function checkEvent(
     throw new HttpError(400, `Event name "${name}" uses a reserved prefix`);
   }
   if (rawData === undefined) throw new HttpError(400, "Missing `data`");
+  const cacheChannels: string[] = [];
   for (const channel of channels) {
     const type = channelType(channel);
     if (!type) throw new HttpError(400, `Invalid channel name "${channel}"`);
     if (type.kind === "encrypted" && channels.length > 1) {
       throw new HttpError(400, "An event for an encrypted channel must name only that channel");
     }
+    if (type.cache) cacheChannels.push(channel);
   }
   const data = typeof rawData === "string" ? rawData : JSON.stringify(rawData);
   const size = Buffer.byteLength(data);
@@ -125,6 +129,7 @@ function checkEvent(
     data,
     socketId,
     info: parseInfo(info, ["user_count", "subscription_count"]),
+    cacheChannels,
   };
 }
 

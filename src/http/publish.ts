@@ -1,5 +1,5 @@
 /** From an accepted HTTP event to the bus: one frame per channel, and the counts asked for. */
-import { channelType, isPresence } from "../channels/kinds.ts";
+import { isPresence } from "../channels/kinds.ts";
 import type { ChannelCounts } from "../cluster/types.ts";
 import type { AppConfig } from "../config.ts";
 import { errorMessage } from "../log.ts";
@@ -14,25 +14,32 @@ export async function publish(
   app: AppConfig,
   event: OutgoingEvent,
 ): Promise<void> {
+  const { bus, state } = node.cluster;
+  const { channels } = event;
   try {
-    await Promise.all(event.channels.map((channel) =>
-      node.cluster.bus.publish(
-        app.id,
-        channel,
-        channelEventFrame(event.name, channel, event.data),
-        event.socketId,
-      )
-    ));
+    // Most events name one channel: no array of promises for it.
+    if (channels.length === 1) {
+      const frame = channelEventFrame(event.name, channels[0], event.data);
+      await bus.publish(app.id, channels[0], frame, event.socketId);
+    } else {
+      await Promise.all(channels.map((channel) =>
+        bus.publish(
+          app.id,
+          channel,
+          channelEventFrame(event.name, channel, event.data),
+          event.socketId,
+        )
+      ));
+    }
   } catch (error) {
     node.log.warn("publish refused", { app: app.id, error: errorMessage(error) });
     throw new HttpError(503, "Event could not be delivered to the cluster; retry");
   }
   // Cache channels keep the last event for later subscribers, even with none now.
-  const cached = event.channels.filter((channel) => channelType(channel)?.cache);
-  if (cached.length === 0) return;
+  if (event.cacheChannels.length === 0) return;
   await Promise.all(
-    cached.map((channel) =>
-      node.cluster.state.setCache({
+    event.cacheChannels.map((channel) =>
+      state.setCache({
         appId: app.id,
         channel,
         event: { event: event.name, data: event.data },
