@@ -41,7 +41,7 @@ export function signedApi(
     );
     if (refusal) throw new HttpError(401, refusal);
     c.set("body", decodeBody(bytes));
-    return await handle(c);
+    return handle(c);
   };
 }
 
