@@ -1,6 +1,6 @@
 /** The checks a socket passes when it opens (protocol.md §1), before quota. */
 import type { AppConfig } from "./config.ts";
-import { ErrorCode } from "./protocol/codes.ts";
+import { ErrorCode } from "./protocol/index.ts";
 
 /** A refusal decided before the socket opened; sent as pusher:error + close with the code. */
 export interface Refusal {

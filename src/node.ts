@@ -5,22 +5,22 @@
 import { randomInt } from "node:crypto";
 import type { Context } from "hono";
 import { admit } from "./admission.ts";
-import { isUserControlChannel, watchersChannel } from "./channels/internal.ts";
-import { isPresence } from "./channels/kinds.ts";
-import { ChannelRegistry } from "./channels/registry.ts";
+import { isUserControlChannel, watchersChannel } from "./channels/index.ts";
+import { isPresence } from "./channels/index.ts";
+import { ChannelRegistry } from "./channels/index.ts";
 import type { AppConfig, Config } from "./config.ts";
 import { Connection, type LocalSession, type SessionPorts } from "./session/index.ts";
 import type { Cluster, ClusterChange, ClusterParts, NodeSnapshot } from "./cluster/index.ts";
-import type { WebhookQueue } from "./webhooks/types.ts";
+import type { WebhookQueue } from "./webhooks/index.ts";
 import { errorMessage, type Logger } from "./log.ts";
-import { ErrorCode } from "./protocol/codes.ts";
+import { ErrorCode } from "./protocol/index.ts";
 import {
   memberAddedFrame,
   memberRemovedFrame,
   subscriptionCountFrame,
   watchlistEventsFrame,
-} from "./protocol/encode.ts";
-import { WebhookDispatcher } from "./webhooks/dispatcher.ts";
+} from "./protocol/index.ts";
+import { WebhookDispatcher } from "./webhooks/index.ts";
 import type { DescriptorWatch } from "./fds.ts";
 import { KeyedRateLimiter } from "./limits.ts";
 import { BusWatch, reconnectSpread } from "./reconnect.ts";

@@ -6,7 +6,7 @@
 import type { Bus } from "./cluster/index.ts";
 import type { Logger } from "./log.ts";
 import type { Metrics } from "./metrics.ts";
-import { ErrorCode } from "./protocol/codes.ts";
+import { ErrorCode } from "./protocol/index.ts";
 import type { LocalSession } from "./session/index.ts";
 
 /** Sends 4200 to `sessions` in up to 100 slices spread over `windowMs`. */

@@ -2,7 +2,7 @@
 import { Hono } from "hono";
 import { createCluster } from "./cluster/index.ts";
 import type { Config } from "./config.ts";
-import { createHttpApp, metricsHandler } from "./http/app.ts";
+import { createHttpApp, metricsHandler } from "./http/index.ts";
 import { createLogger, errorMessage, type Logger } from "./log.ts";
 import { DescriptorWatch } from "./fds.ts";
 import { Metrics } from "./metrics.ts";

@@ -4,7 +4,7 @@
 // input; `FUZZ_SEED=<seed>` replays it. The long campaign is `npm run fuzz`.
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { parseClientFrame } from "../src/protocol/frames.ts";
+import { parseClientFrame } from "../src/protocol/index.ts";
 import { runtimeName } from "./support/server.ts";
 import { type CampaignResult, chooseSeed, runCampaign } from "./fuzz/campaign.ts";
 import { closeAllFuzzSockets } from "./fuzz/client.ts";

@@ -2,7 +2,7 @@
 // members, after appends, replacements and deletions, with ids and infos that need escaping.
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { Roster } from "../src/channels/roster.ts";
+import { Roster } from "../src/channels/index.ts";
 
 function plainFrame(channel: string, members: Map<string, unknown>): unknown {
   const hash = Object.fromEntries(members);

@@ -4,11 +4,11 @@ import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import { hmacSha256Hex, md5Hex, safeEqual, verifySocketAuth } from "../src/auth.ts";
-import { channelType } from "../src/channels/kinds.ts";
+import { channelType } from "../src/channels/index.ts";
 import { ConfigError, loadConfig } from "../src/config.ts";
 import { requestTarget } from "../src/http/query.ts";
 import { signRequest, stringToSign, verifyRequest } from "../src/http/signature.ts";
-import { parseClientFrame } from "../src/protocol/frames.ts";
+import { parseClientFrame } from "../src/protocol/index.ts";
 import { isOriginAllowed } from "../src/admission.ts";
 
 const KEY = "278d425bdf160c739803";

@@ -12,10 +12,10 @@ import type { Redis } from "ioredis";
 import { type AppConfig, loadConfig } from "../src/config.ts";
 import type { Fields, Logger } from "../src/log.ts";
 import { Metrics } from "../src/metrics.ts";
-import { WebhookDispatcher } from "../src/webhooks/dispatcher.ts";
-import type { WebhookSettings } from "../src/webhooks/types.ts";
-import { MemoryWebhookQueue } from "../src/webhooks/memory-queue.ts";
-import type { WebhookJob, WebhookJobStatus, WebhookQueue } from "../src/webhooks/types.ts";
+import { WebhookDispatcher } from "../src/webhooks/index.ts";
+import type { WebhookSettings } from "../src/webhooks/index.ts";
+import { MemoryWebhookQueue } from "../src/webhooks/index.ts";
+import type { WebhookJob, WebhookJobStatus, WebhookQueue } from "../src/webhooks/index.ts";
 import {
   type ClusterNode,
   otherRuntime,

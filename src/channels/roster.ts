@@ -4,7 +4,7 @@
  * every member again, and a join that changes nothing reuses the last frame. Only a leave (or a
  * changed user_info) makes the next frame encode the list from scratch.
  */
-import { presenceSucceededFrame } from "../protocol/encode.ts";
+import { presenceSucceededFrame } from "../protocol/index.ts";
 
 /** JSON string escaping of `text` without the quotes; escaping pieces and joining them is the same. */
 function escaped(text: string): string {

@@ -6,9 +6,9 @@
 import type { ClusterConfig } from "../config.ts";
 import type { Logger } from "../log.ts";
 import type { Metrics } from "../metrics.ts";
-import { MemoryWebhookQueue } from "../webhooks/memory-queue.ts";
-import { RedisWebhookQueue } from "../webhooks/redis-queue.ts";
-import type { WebhookQueue } from "../webhooks/types.ts";
+import { MemoryWebhookQueue } from "../webhooks/index.ts";
+import { RedisWebhookQueue } from "../webhooks/index.ts";
+import type { WebhookQueue } from "../webhooks/index.ts";
 import { LocalCluster } from "./local.ts";
 import { RedisCluster } from "./redis.ts";
 import type { Cluster } from "./types.ts";

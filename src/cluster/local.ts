@@ -1,6 +1,6 @@
 /** The single-process cluster: in-memory state, and a bus that delivers straight to this node. */
-import { isPresence } from "../channels/kinds.ts";
-import { Roster } from "../channels/roster.ts";
+import { isPresence } from "../channels/index.ts";
+import { Roster } from "../channels/index.ts";
 import type {
   Bus,
   CachedEvent,

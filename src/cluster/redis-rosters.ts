@@ -6,7 +6,7 @@
  * answers the list only when Redis's version before the join differs, and otherwise we apply
  * the join ourselves. Any doubt drops the copy, and the next join gets the list again.
  */
-import { Roster } from "../channels/roster.ts";
+import { Roster } from "../channels/index.ts";
 
 /** Sent when we hold no copy: never a version Redis hands out. */
 export const NO_COPY = "-";

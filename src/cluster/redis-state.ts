@@ -4,8 +4,8 @@
  * (src/cluster/redis-link.ts) and fails as `ClusterUnavailable`. A departure whose write failed
  * is handed to `onWriteFailed`, so the cluster applies it when it writes its share again.
  */
-import { isPresence } from "../channels/kinds.ts";
-import type { Roster } from "../channels/roster.ts";
+import { isPresence } from "../channels/index.ts";
+import type { Roster } from "../channels/index.ts";
 import { COUNT_ANNOUNCE_INTERVAL_MS } from "./local.ts";
 import type { RedisLink } from "./redis-link.ts";
 import { RosterMirror } from "./redis-rosters.ts";

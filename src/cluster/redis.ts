@@ -14,7 +14,7 @@ import type { Metrics } from "../metrics.ts";
 import { PROBE_INTERVAL_MS, RedisBus } from "./redis-bus.ts";
 import { RedisKeys } from "./keys.ts";
 import { connectionOptions, RedisLink } from "./redis-link.ts";
-import { parseUserInfo } from "../channels/roster.ts";
+import { parseUserInfo } from "../channels/index.ts";
 import { type Departure, RedisState } from "./redis-state.ts";
 import type { Cluster, ClusterChange, ClusterHost } from "./types.ts";
 

@@ -1,4 +1,4 @@
-import type { Roster } from "../channels/roster.ts";
+import type { Roster } from "../channels/index.ts";
 
 /**
  * A result now (the local driver) or later (Redis). The hot paths (connect, subscribe) finish

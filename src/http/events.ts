@@ -4,7 +4,7 @@
  */
 import { Buffer } from "node:buffer";
 import * as v from "valibot";
-import { channelType } from "../channels/kinds.ts";
+import { channelType } from "../channels/index.ts";
 import type { AppConfig } from "../config.ts";
 import { HttpError } from "./errors.ts";
 

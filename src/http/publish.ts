@@ -1,10 +1,10 @@
 /** From an accepted HTTP event to the bus: one frame per channel, and the counts asked for. */
-import { isPresence } from "../channels/kinds.ts";
+import { isPresence } from "../channels/index.ts";
 import type { ChannelCounts } from "../cluster/types.ts";
 import type { AppConfig } from "../config.ts";
 import { errorMessage } from "../log.ts";
 import type { ChorusNode } from "../node.ts";
-import { channelEventFrame } from "../protocol/encode.ts";
+import { channelEventFrame } from "../protocol/index.ts";
 import { HttpError } from "./errors.ts";
 import type { InfoField, OutgoingEvent } from "./events.ts";
 

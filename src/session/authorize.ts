@@ -7,12 +7,12 @@
  */
 import { Buffer } from "node:buffer";
 import { verifySocketAuth } from "../auth.ts";
-import type { ChannelKind } from "../channels/kinds.ts";
-import { userOfChannel } from "../channels/kinds.ts";
-import { type Member, parseChannelData, type SignedInUser } from "../channels/members.ts";
+import type { ChannelKind } from "../channels/index.ts";
+import { userOfChannel } from "../channels/index.ts";
+import { type Member, parseChannelData, type SignedInUser } from "../channels/index.ts";
 import type { AppConfig } from "../config.ts";
-import { subscriptionErrorFrame } from "../protocol/encode.ts";
-import type { SubscribeRequest } from "../protocol/frames.ts";
+import { subscriptionErrorFrame } from "../protocol/index.ts";
+import type { SubscribeRequest } from "../protocol/index.ts";
 
 export interface AuthorizeRequest {
   app: AppConfig;

@@ -1,7 +1,7 @@
 /** Client events (protocol.md §5): checks, a token bucket per socket, relay, webhook. */
 import { TokenBucket } from "../limits.ts";
-import { ErrorCode } from "../protocol/codes.ts";
-import { channelEventFrame } from "../protocol/encode.ts";
+import { ErrorCode } from "../protocol/index.ts";
+import { channelEventFrame } from "../protocol/index.ts";
 import type { SessionContext } from "./context.ts";
 
 export class ClientEvents {

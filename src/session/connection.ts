@@ -6,15 +6,10 @@
  */
 import type { Refusal } from "../admission.ts";
 import type { AppConfig } from "../config.ts";
-import type { SignedInUser } from "../channels/members.ts";
-import { CLOSE_MESSAGE_TOO_BIG, ErrorCode } from "../protocol/codes.ts";
-import {
-  connectionEstablishedFrame,
-  errorFrame,
-  pingFrame,
-  pongFrame,
-} from "../protocol/encode.ts";
-import { type ClientFrame, parseClientFrame } from "../protocol/frames.ts";
+import type { SignedInUser } from "../channels/index.ts";
+import { CLOSE_MESSAGE_TOO_BIG, ErrorCode } from "../protocol/index.ts";
+import { connectionEstablishedFrame, errorFrame, pingFrame, pongFrame } from "../protocol/index.ts";
+import { type ClientFrame, parseClientFrame } from "../protocol/index.ts";
 import type { SocketHandle, SocketSession } from "../runtime.ts";
 import { errorMessage } from "../log.ts";
 import { ClientEvents } from "./client-events.ts";

@@ -1,6 +1,6 @@
 /** What the session's parts (subscribe, sign-in, client events) see of the session they serve. */
 import type { AppConfig } from "../config.ts";
-import type { SignedInUser } from "../channels/members.ts";
+import type { SignedInUser } from "../channels/index.ts";
 import { InternalChannels } from "./internal-channels.ts";
 import type { LocalSession, SessionPorts, Subscription } from "./ports.ts";
 import type { Subscriptions } from "./subscriptions.ts";

@@ -3,7 +3,7 @@
  * reference-counted: a socket present as a user in two channels and signed in as that user is in
  * its user-control channel once.
  */
-import type { LocalChannel } from "../channels/registry.ts";
+import type { LocalChannel } from "../channels/index.ts";
 import type { Maybe } from "../cluster/types.ts";
 import type { LocalSession, SessionPorts } from "./ports.ts";
 

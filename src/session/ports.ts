@@ -5,14 +5,14 @@
 import type { ReadonlySubscriptions } from "./subscriptions.ts";
 import type { Config } from "../config.ts";
 import type { AppConfig } from "../config.ts";
-import type { LocalChannel } from "../channels/registry.ts";
-import type { SignedInUser } from "../channels/members.ts";
-import type { ChannelKind } from "../channels/kinds.ts";
+import type { LocalChannel } from "../channels/index.ts";
+import type { SignedInUser } from "../channels/index.ts";
+import type { ChannelKind } from "../channels/index.ts";
 import type { Bus, ClusterChange, State } from "../cluster/types.ts";
 import type { Logger } from "../log.ts";
 import type { Metrics } from "../metrics.ts";
 import type { SocketHandle, Subscriber } from "../runtime.ts";
-import type { WebhookDispatcher } from "../webhooks/dispatcher.ts";
+import type { WebhookDispatcher } from "../webhooks/index.ts";
 
 /** One channel a session holds. */
 export interface Subscription {

@@ -1,10 +1,10 @@
 /** User sign-in (protocol.md §8): the user's control channel, watchlists, online / offline. */
 import { verifySocketAuth } from "../auth.ts";
-import { userControlChannel, watchersChannel } from "../channels/internal.ts";
-import { parseUserData, type SignedInUser } from "../channels/members.ts";
-import { ErrorCode } from "../protocol/codes.ts";
-import { signinSuccessFrame, watchlistEventsFrame } from "../protocol/encode.ts";
-import type { SigninRequest } from "../protocol/frames.ts";
+import { userControlChannel, watchersChannel } from "../channels/index.ts";
+import { parseUserData, type SignedInUser } from "../channels/index.ts";
+import { ErrorCode } from "../protocol/index.ts";
+import { signinSuccessFrame, watchlistEventsFrame } from "../protocol/index.ts";
+import type { SigninRequest } from "../protocol/index.ts";
 import type { SessionContext } from "./context.ts";
 
 export async function signin(ctx: SessionContext, request: SigninRequest): Promise<void> {

@@ -2,16 +2,16 @@
  * Subscribe, unsubscribe and leave (protocol.md §3, §4, §6): local membership, cluster state,
  * announcements.
  */
-import { userControlChannel } from "../channels/internal.ts";
-import { type ChannelType, channelType } from "../channels/kinds.ts";
-import type { Member } from "../channels/members.ts";
+import { userControlChannel } from "../channels/index.ts";
+import { type ChannelType, channelType } from "../channels/index.ts";
+import type { Member } from "../channels/index.ts";
 import {
   cacheMissFrame,
   channelEventFrame,
   subscriptionErrorFrame,
   subscriptionSucceededFrame,
-} from "../protocol/encode.ts";
-import type { SubscribeRequest } from "../protocol/frames.ts";
+} from "../protocol/index.ts";
+import type { SubscribeRequest } from "../protocol/index.ts";
 import { authorize } from "./authorize.ts";
 import type { SessionContext } from "./context.ts";
 import type { Step } from "./frame-queue.ts";

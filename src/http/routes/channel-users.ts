@@ -1,5 +1,5 @@
 /** GET /apps/{id}/channels/{name}/users: a presence channel's members, cluster-wide. */
-import { channelType, isPresence } from "../../channels/kinds.ts";
+import { channelType, isPresence } from "../../channels/index.ts";
 import { HttpError } from "../errors.ts";
 import type { RouteFactory } from "../route.ts";
 

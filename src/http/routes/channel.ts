@@ -1,5 +1,5 @@
 /** GET /apps/{id}/channels/{name}: one channel's state, counts and cached event. */
-import { channelType } from "../../channels/kinds.ts";
+import { channelType } from "../../channels/index.ts";
 import { HttpError } from "../errors.ts";
 import { parseInfo } from "../events.ts";
 import { countsFor } from "../publish.ts";

@@ -1,5 +1,5 @@
 /** POST /apps/{id}/users/{user}/terminate_connections: closes the user's sockets everywhere. */
-import { userControlChannel } from "../../channels/internal.ts";
+import { userControlChannel } from "../../channels/index.ts";
 import { errorMessage } from "../../log.ts";
 import { HttpError } from "../errors.ts";
 import type { RouteFactory } from "../route.ts";
