@@ -15,9 +15,13 @@ function escaped(text: string): string {
 export class Roster {
   /** user id → user_info as JSON text. */
   readonly #members = new Map<string, string>();
-  /** `"id","id"` and `"id":info,"id":info`, each escaped for the frame's `data` string. */
-  #ids: string | undefined = "";
-  #hash: string | undefined = "";
+  /**
+   * `"id"` and `"id":info` per member, escaped for the frame's `data` string. Arrays joined per
+   * frame, not strings appended: V8 would keep an appended string as a rope a thousand deep and
+   * walk it again on every send.
+   */
+  #ids: string[] | undefined = [];
+  #hash: string[] | undefined = [];
   #frame: string | undefined;
 
   constructor(readonly channel: string, entries: Iterable<readonly [string, string]> = []) {
@@ -46,10 +50,9 @@ export class Roster {
       this.#ids = this.#hash = undefined;
       return;
     }
-    const comma = this.#members.size > 1 ? "," : "";
     const id = JSON.stringify(userId);
-    this.#ids += escaped(comma + id);
-    this.#hash += escaped(`${comma}${id}:${infoJson}`);
+    this.#ids.push(escaped(id));
+    this.#hash.push(escaped(`${id}:${infoJson}`));
   }
 
   delete(userId: string): boolean {
@@ -74,13 +77,17 @@ export class Roster {
       const hash: string[] = [];
       for (const [userId, infoJson] of this.#members) {
         const id = JSON.stringify(userId);
-        ids.push(id);
-        hash.push(`${id}:${infoJson}`);
+        ids.push(escaped(id));
+        hash.push(escaped(`${id}:${infoJson}`));
       }
-      this.#ids = escaped(ids.join(","));
-      this.#hash = escaped(hash.join(","));
+      [this.#ids, this.#hash] = [ids, hash];
     }
-    return this.#frame = presenceSucceededFrame(this.channel, this.#ids, this.#hash, this.size);
+    return this.#frame = presenceSucceededFrame(
+      this.channel,
+      this.#ids.join(","),
+      this.#hash.join(","),
+      this.size,
+    );
   }
 }
 

@@ -58,9 +58,18 @@ export function presenceSucceededFrame(
   escapedHash: string,
   count: number,
 ): string {
-  return `{"event":"pusher_internal:subscription_succeeded","channel":${
-    JSON.stringify(channel)
-  },"data":"{\\"presence\\":{\\"ids\\":[${escapedIds}],\\"hash\\":{${escapedHash}},\\"count\\":${count}}}"}`;
+  // Joined, not a template: one flat string, sent as is to every subscriber of the list.
+  return [
+    '{"event":"pusher_internal:subscription_succeeded","channel":',
+    JSON.stringify(channel),
+    ',"data":"{\\"presence\\":{\\"ids\\":[',
+    escapedIds,
+    '],\\"hash\\":{',
+    escapedHash,
+    '},\\"count\\":',
+    String(count),
+    '}}"}',
+  ].join("");
 }
 
 export function subscriptionErrorFrame(
