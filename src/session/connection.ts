@@ -17,14 +17,13 @@ import { type ContextOwner, OwnedContext, type SessionContext } from "./context.
 import { FrameQueue, type FrameQueueHooks, OVERSIZED, type Step, tooBig } from "./frame-queue.ts";
 import { Liveness } from "./liveness.ts";
 import type { SessionPorts, Subscription } from "./ports.ts";
-import { Subscriptions } from "./subscriptions.ts";
 import { signin, signout } from "./signin.ts";
 import { leave, subscribe, unsubscribe } from "./subscribe.ts";
 
 export class Connection implements SocketSession, ContextOwner, FrameQueueHooks {
   socket!: SocketHandle;
   readonly socketId: string;
-  readonly subscriptions = new Subscriptions<Subscription>();
+  readonly subscriptions = new Map<string, Subscription>();
   #state: "opening" | "open" | "closed" = "opening";
   /** Set when the runtime reports the socket closed (the close handshake is over). */
   #socketGone = false;

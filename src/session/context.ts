@@ -3,7 +3,6 @@ import type { AppConfig } from "../config.ts";
 import type { SignedInUser } from "../channels/index.ts";
 import { InternalChannels } from "./internal-channels.ts";
 import type { LocalSession, SessionPorts, Subscription } from "./ports.ts";
-import type { Subscriptions } from "./subscriptions.ts";
 
 export interface SessionContext {
   readonly socketId: string;
@@ -11,7 +10,7 @@ export interface SessionContext {
   readonly ports: SessionPorts;
   /** The session itself, as local channels hold it. */
   readonly self: LocalSession;
-  readonly subscriptions: Subscriptions<Subscription>;
+  readonly subscriptions: Map<string, Subscription>;
   /** Set once `pusher:signin` succeeded. */
   user: SignedInUser | undefined;
   readonly internal: InternalChannels;
@@ -23,7 +22,7 @@ export interface SessionContext {
 
 /** The session a context serves. */
 export interface ContextOwner extends LocalSession {
-  readonly subscriptions: Subscriptions<Subscription>;
+  readonly subscriptions: Map<string, Subscription>;
   isClosed(): boolean;
   send(frame: string): void;
   sendError(code: number, message: string): void;
@@ -47,7 +46,7 @@ export class OwnedContext implements SessionContext {
     return this.self.socketId;
   }
 
-  get subscriptions(): Subscriptions<Subscription> {
+  get subscriptions(): Map<string, Subscription> {
     return this.self.subscriptions;
   }
 

@@ -2,7 +2,6 @@
  * The narrow ports a session works through, instead of the whole node. The node builds them once
  * (src/node.ts) and hands them to every session it accepts; tests hand in fakes.
  */
-import type { ReadonlySubscriptions } from "./subscriptions.ts";
 import type { Config } from "../config.ts";
 import type { AppConfig } from "../config.ts";
 import type { LocalChannel } from "../channels/index.ts";
@@ -28,7 +27,7 @@ export interface LocalSession extends Subscriber {
   readonly socket: SocketHandle;
   readonly socketId: string;
   readonly app: AppConfig | undefined;
-  readonly subscriptions: ReadonlySubscriptions<Subscription>;
+  readonly subscriptions: ReadonlyMap<string, Subscription>;
   readonly user: SignedInUser | undefined;
   readonly isOpen: boolean;
   /** Resolves when the runtime reports the socket closed (the close handshake is over). */
