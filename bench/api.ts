@@ -26,6 +26,7 @@ import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import { join, resolve } from "node:path";
 import process from "node:process";
+import { recordPerf } from "./driver/perf.ts";
 import { machineCpuSeconds, treeCpuSeconds } from "./lib/proc.ts";
 import {
   childEnv,
@@ -276,38 +277,7 @@ async function startServer(spec: TargetSpec, o: Options): Promise<Server> {
  * --perf-basic-prof so that its JIT code has names), and a text report (`.txt`) next to it.
  */
 function startPerf(pid: number, name: string): { stop(): Promise<string> } {
-  const file = join(OUT, "prof", `${name}.perf.data`);
-  const record = spawnProcess({
-    cmd: "perf",
-    args: ["record", "-F", "999", "-g", "-p", String(pid), "-o", file],
-    env: childEnv(),
-  });
-  return {
-    async stop() {
-      record.signal("SIGINT");
-      await Promise.race([record.exited, sleep(10_000)]);
-      const report = spawnProcess({
-        cmd: "perf",
-        args: [
-          "report",
-          "-i",
-          file,
-          "--stdio",
-          "--no-children",
-          "-g",
-          "none",
-          "--sort",
-          "dso,symbol",
-          "--percent-limit",
-          "0.3",
-        ],
-        env: childEnv(),
-      });
-      await Promise.race([report.exited, sleep(60_000)]);
-      writeFileSync(file.replace(/\.data$/, ".txt"), report.stdout.join("\n"));
-      return file.replace(/\.data$/, ".txt");
-    },
-  };
+  return recordPerf(pid, join(OUT, "prof", `${name}.perf.data`), 999);
 }
 
 /** A minimal Chrome DevTools Protocol client for a V8 inspector (Deno --inspect). */
