@@ -32,10 +32,6 @@ export class Roster {
     return this.#members.size;
   }
 
-  has(userId: string): boolean {
-    return this.#members.has(userId);
-  }
-
   ids(): IterableIterator<string> {
     return this.#members.keys();
   }

@@ -9,7 +9,7 @@
 import { Roster } from "../channels/index.ts";
 
 /** Sent when we hold no copy: never a version Redis hands out. */
-export const NO_COPY = "-";
+const NO_COPY = "-";
 
 interface Copy {
   version: string;

@@ -3,13 +3,7 @@
 // themselves at the end of an `await using` block (server.ts, nodes.ts, redis.ts).
 export { childEnv } from "./env.ts";
 export { freePort } from "./ports.ts";
-export {
-  lineCollector,
-  type ProcessOptions,
-  type Signal,
-  type Spawned,
-  spawnProcess,
-} from "./process.ts";
+export { type ProcessOptions, type Signal, type Spawned, spawnProcess } from "./process.ts";
 export {
   type AppCreds,
   channelAuth,

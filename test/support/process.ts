@@ -53,7 +53,7 @@ function installExitHook(): void {
 }
 
 /** Turns chunks into lines pushed onto `sink` (at most `keep` of them). */
-export function lineCollector(
+function lineCollector(
   sink: string[],
   keep = Infinity,
 ): (chunk: Uint8Array | string) => void {
