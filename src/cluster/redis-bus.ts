@@ -8,6 +8,7 @@ import type { Redis } from "ioredis";
 import { errorMessage, type Logger } from "../log.ts";
 import type { Metrics } from "../metrics.ts";
 import { type RedisLink, unavailable } from "./redis-link.ts";
+import { ChannelSequence } from "./sequence.ts";
 import { type Bus, ClusterUnavailable, type LocalDelivery } from "./types.ts";
 
 /** How often a node checks that its own publishes come back through its subscriber. */
@@ -22,8 +23,7 @@ interface Route {
   channel: string;
   /** Key of the channel's sequence counter. */
   seqKey: string;
-  /** Last sequence number seen (any origin, ours too); undefined until known. */
-  seq: number | undefined;
+  sequence: ChannelSequence;
 }
 
 export class RedisBus implements Bus {
@@ -47,6 +47,12 @@ export class RedisBus implements Bus {
   /** Relays made while the publisher was not connected, sent when it is. */
   #heldRelays: { appId: string; channel: string; frame: string; exceptSocketId?: string }[] = [];
   #subscribedOnce = false;
+  /** Every subscription is made again after a reconnect and what it missed is known. */
+  #subscribed = false;
+  #subscriberGeneration = 0;
+  /** Markers published on the probe channel, waiting to come back (`#heardEverything`). */
+  readonly #markers = new Map<string, () => void>();
+  #markerCount = 0;
 
   constructor(
     readonly link: RedisLink,
@@ -58,16 +64,21 @@ export class RedisBus implements Bus {
     this.#ownPrefix = `${link.nodeId}\n`;
     this.probeKey = link.keys.probe(link.nodeId);
     subscriber.on("message", (redisChannel: string, message: string) => {
-      if (redisChannel === this.probeKey) this.#probeHeardAt = Date.now();
-      else this.#receive(redisChannel, message);
+      if (redisChannel !== this.probeKey) return this.#receive(redisChannel, message);
+      this.#probeHeardAt = Date.now();
+      this.#markers.get(message)?.();
     });
     subscriber.on("ready", () => this.#onSubscriberReady());
+    subscriber.on("close", () => {
+      this.#subscribed = false;
+      this.#subscriberGeneration++;
+    });
     publisher.on("ready", () => this.#sendHeldRelays());
   }
 
   get ready(): boolean {
     return this.publisher.status === "ready" && this.subscriber.status === "ready" &&
-      this.link.commands.status === "ready" && this.link.shareWritten &&
+      this.link.commands.status === "ready" && this.link.shareWritten && this.#subscribed &&
       Date.now() - this.#probeHeardAt < PROBE_STALE_MS;
   }
 
@@ -151,12 +162,15 @@ export class RedisBus implements Bus {
     exceptSocketId: string | undefined,
   ): Promise<void> {
     const head = `${this.#ownPrefix}${exceptSocketId ?? ""}\n${Date.now()}\n`;
+    let seq: unknown;
     try {
-      await this.link.runOn(this.publisher, "PUBLISH", appId, channel, head, frame);
+      seq = await this.link.runOn(this.publisher, "PUBLISH", appId, channel, head, frame);
     } catch (error) {
       this.metrics.publishFailures++;
       throw unavailable(error);
     }
+    // Delivered here already: if the subscriber never sees it, that is no gap.
+    this.#routes.get(this.channelKey(appId, channel))?.sequence.published(Number(seq));
   }
 
   #receive(redisChannel: string, message: string): void {
@@ -167,27 +181,18 @@ export class RedisBus implements Bus {
     const timeEnd = message.indexOf("\n", exceptEnd + 1);
     const seqEnd = message.indexOf("\n", timeEnd + 1);
     if (originEnd < 0 || exceptEnd < 0 || timeEnd < 0 || seqEnd < 0) return;
-    this.#advance(route, Number(message.slice(timeEnd + 1, seqEnd)), true);
+    const seq = Number(message.slice(timeEnd + 1, seqEnd));
+    const own = message.startsWith(this.#ownPrefix);
+    this.#reportMissed(route, route.sequence.arrived(seq, own));
     // Our own publishes were delivered locally already.
-    if (message.startsWith(this.#ownPrefix)) return;
+    if (own) return;
     const except = exceptEnd > originEnd + 1 ? message.slice(originEnd + 1, exceptEnd) : undefined;
     this.deliver(route.appId, route.channel, message.slice(seqEnd + 1), except);
     const sentAt = Number(message.slice(exceptEnd + 1, timeEnd));
     this.metrics.deliveryLatency.observe(Math.max(0, Date.now() - sentAt) / 1000);
   }
 
-  /**
-   * Moves a channel to sequence `seq`: the number of an event that just arrived (`received`), or
-   * the counter read from Redis. A jump means events were published that never reached us; a
-   * fall (0: no counter) means Redis restarted empty, and every event it numbered since then
-   * that did not arrive here was missed too.
-   */
-  #advance(route: Route, seq: number, received: boolean): void {
-    const last = route.seq;
-    route.seq = seq;
-    if (last === undefined) return;
-    const arrived = received ? 1 : 0;
-    const missed = seq >= last ? seq - last - arrived : seq - arrived;
+  #reportMissed(route: Route, missed: number): void {
     if (missed <= 0) return;
     this.log.warn("events missed while the subscription was down", {
       app: route.appId,
@@ -201,7 +206,7 @@ export class RedisBus implements Bus {
     const key = this.channelKey(appId, channel);
     if (!this.#routes.has(key)) {
       const seqKey = this.link.keys.sequence(appId, channel);
-      this.#routes.set(key, { appId, channel, seqKey, seq: undefined });
+      this.#routes.set(key, { appId, channel, seqKey, sequence: new ChannelSequence() });
     }
     if (this.#toUnsubscribe.delete(key)) return this.#active.get(key) ?? Promise.resolve();
     const active = this.#active.get(key);
@@ -279,16 +284,20 @@ export class RedisBus implements Bus {
    * off, so we know when it is done), then check what was published while we were away.
    */
   async #onSubscriberReady(): Promise<void> {
+    const generation = this.#subscriberGeneration;
     const keys = [...this.#active.keys()];
     try {
       await this.subscriber.subscribe(this.probeKey, ...keys);
     } catch (error) {
+      // The connection broke again (the next "ready" retries), or the probe stays silent and
+      // BusWatch (src/reconnect.ts) reconnects it.
       this.log.warn("redis resubscribe failed", { error: errorMessage(error) });
-      return; // the connection broke again: the next "ready" retries
+      return;
     }
     const again = this.#subscribedOnce;
     this.#subscribedOnce = true;
     if (again) await this.#compareSequences(keys);
+    if (generation === this.#subscriberGeneration) this.#subscribed = true;
   }
 
   /**
@@ -298,21 +307,58 @@ export class RedisBus implements Bus {
   async #compareSequences(keys: string[]): Promise<void> {
     const routes = keys.map((key) => this.#routes.get(key)).filter((r) => r !== undefined);
     if (routes.length === 0) return;
-    const before = routes.map((route) => route.seq);
-    let current: (string | null)[];
-    try {
-      current = await this.link.call((redis) => redis.mget(...routes.map((r) => r.seqKey)));
-    } catch (error) {
-      this.log.warn("reading event sequences failed", { error: errorMessage(error) });
-      return;
-    }
+    const before = routes.map((route) => route.sequence.last);
+    const current = await this.#readCounters(routes.map((r) => r.seqKey));
+    if (current === undefined) return;
+    // Events the counters include may still be on their way to the subscriber.
+    await this.#heardEverything();
     routes.forEach((route, i) => {
       // An event that arrived meanwhile was already compared on the way in.
       if (
-        route.seq !== before[i] ||
+        route.sequence.last !== before[i] ||
         this.#routes.get(this.channelKey(route.appId, route.channel)) !== route
       ) return;
-      this.#advance(route, Number(current[i] ?? 0), false);
+      this.#reportMissed(route, route.sequence.counted(Number(current[i] ?? 0)));
+    });
+  }
+
+  /**
+   * Reads counters, trying again while the command connection is away (it can come back after
+   * the subscriber): a miss must not go unnoticed because of it. Undefined once the subscriber
+   * reconnected meanwhile (it compares again itself).
+   */
+  async #readCounters(keys: string[]): Promise<(string | null)[] | undefined> {
+    const generation = this.#subscriberGeneration;
+    for (let attempt = 0; generation === this.#subscriberGeneration; attempt++) {
+      try {
+        return await this.link.call((redis) => redis.mget(...keys));
+      } catch (error) {
+        if (attempt === 0) {
+          this.log.warn("reading event sequences failed; trying again", {
+            error: errorMessage(error),
+          });
+        }
+        await new Promise((resolve) => setTimeout(resolve, PROBE_INTERVAL_MS / 5));
+      }
+    }
+    return undefined;
+  }
+
+  /**
+   * Resolves once everything published before now has reached the subscriber: a marker this node
+   * publishes comes back after it (through a replica too), or PROBE_STALE_MS passed.
+   */
+  #heardEverything(): Promise<void> {
+    const marker = `marker:${++this.#markerCount}`;
+    return new Promise((resolve) => {
+      const heard = () => {
+        clearTimeout(timer);
+        this.#markers.delete(marker);
+        resolve();
+      };
+      const timer = setTimeout(heard, PROBE_STALE_MS);
+      this.#markers.set(marker, heard);
+      this.publisher.publish(this.probeKey, marker).catch(heard);
     });
   }
 }
