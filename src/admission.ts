@@ -19,7 +19,7 @@ export interface OpenRequest {
 export function admit(
   request: OpenRequest,
   appsByKey: ReadonlyMap<string, AppConfig>,
-): { app?: AppConfig; refusal?: Refusal } {
+): { app: AppConfig } | { refusal: Refusal } {
   const app = appsByKey.get(request.appKey);
   if (!app) {
     return {
@@ -27,25 +27,23 @@ export function admit(
     };
   }
   if (!app.enabled) {
-    return { app, refusal: { code: ErrorCode.AppDisabled, message: "Application is disabled" } };
+    return { refusal: { code: ErrorCode.AppDisabled, message: "Application is disabled" } };
   }
   if (request.protocol !== undefined) {
     if (!/^\d+$/.test(request.protocol)) {
       return {
-        app,
         refusal: { code: ErrorCode.InvalidVersionFormat, message: "Invalid version string format" },
       };
     }
     const version = Number(request.protocol);
     if (version < 5 || version > 7) {
       return {
-        app,
         refusal: { code: ErrorCode.UnsupportedProtocol, message: "Unsupported protocol version" },
       };
     }
   }
   if (!isOriginAllowed(request.origin, app.allowed_origins)) {
-    return { app, refusal: { code: ErrorCode.Unauthorized, message: "Origin not allowed" } };
+    return { refusal: { code: ErrorCode.Unauthorized, message: "Origin not allowed" } };
   }
   return { app };
 }

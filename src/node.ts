@@ -9,7 +9,12 @@ import { isUserControlChannel, watchersChannel } from "./channels/index.ts";
 import { isPresence } from "./channels/index.ts";
 import { ChannelRegistry } from "./channels/index.ts";
 import type { AppConfig, Config } from "./config.ts";
-import { Connection, type LocalSession, type SessionPorts } from "./session/index.ts";
+import {
+  Connection,
+  type LocalSession,
+  RefusedSession,
+  type SessionPorts,
+} from "./session/index.ts";
 import type { Cluster, ClusterChange, ClusterParts, NodeSnapshot } from "./cluster/index.ts";
 import type { WebhookQueue } from "./webhooks/index.ts";
 import { errorMessage, type Logger } from "./log.ts";
@@ -265,7 +270,7 @@ export class ChorusNode {
     const connectionsByApp = new Map<string, number>();
     let subscriptions = 0;
     for (const connection of this.connections.values()) {
-      const appId = connection.app!.id;
+      const appId = connection.app.id;
       connectionsByApp.set(appId, (connectionsByApp.get(appId) ?? 0) + 1);
       subscriptions += connection.subscriptions.size;
     }
@@ -298,7 +303,7 @@ export class ChorusNode {
       alive: [...this.connections.keys(), ...this.opening],
     };
     for (const connection of this.connections.values()) {
-      const appId = connection.app!.id;
+      const appId = connection.app.id;
       const socketId = connection.socketId;
       snapshot.connections.push({ appId, socketId });
       if (connection.user) snapshot.users.push({ appId, socketId, userId: connection.user.id });
@@ -320,12 +325,13 @@ export class ChorusNode {
 
   /** Builds the session for a socket that asks to open at `/app/{key}`. */
   accept(c: Context): SocketSession {
-    const { app, refusal } = admit({
+    const admitted = admit({
       appKey: c.req.param("key") ?? "",
       protocol: c.req.query("protocol"),
       origin: c.req.header("origin"),
     }, this.appsByKey);
-    return new Connection(this.#sessionPorts, app, refusal);
+    if ("refusal" in admitted) return new RefusedSession(this.#sessionPorts, admitted.refusal);
+    return new Connection(this.#sessionPorts, admitted.app);
   }
 
   /** Fan-out goes through the server that holds the sockets (never a metrics listener). */

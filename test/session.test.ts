@@ -12,6 +12,7 @@ import { LocalState } from "../src/cluster/local.ts";
 import type { MemberRef } from "../src/cluster/types.ts";
 import { type AppConfig, AppSchema } from "../src/config/schema.ts";
 import { createLogger } from "../src/log.ts";
+import { Subscriptions } from "../src/session/subscriptions.ts";
 import { Metrics } from "../src/metrics.ts";
 import {
   authorize,
@@ -101,7 +102,7 @@ async function open(overrides: Partial<v.InferInput<typeof AppSchema>> = {}): Pr
       config: { socketBufferLimit: 1_000 },
     },
   };
-  const connection = new Connection(ports, app, undefined);
+  const connection = new Connection(ports, app);
   connection.onOpen({
     send: (frame) => sent.push(JSON.parse(frame)),
     close: (code, reason) => closes.push({ code, reason }),
@@ -384,4 +385,34 @@ describe("session: authorize, per channel kind", { timeout: 5_000 }, () => {
       assert.equal(error.data.status, c.expect);
     });
   }
+});
+
+// A socket's channels keep the first in two fields and the rest in a Map: the same answers as a
+// Map through any order of adds and removes (src/session/subscriptions.ts).
+describe("session: subscriptions", { timeout: 10000 }, () => {
+  it("answers like a Map after any order of adds and removes", () => {
+    let seed = 3;
+    const random = (n: number) => (seed = (seed * 1103515245 + 12345) % 2147483648) % n;
+    for (let round = 0; round < 500; round++) {
+      const kept = new Subscriptions<{ n: number }>();
+      const model = new Map<string, { n: number }>();
+      for (let step = 0; step < 20; step++) {
+        const name = `channel-${random(4)}`;
+        const op = random(3);
+        if (op === 0 && !model.has(name)) {
+          const value = { n: step };
+          kept.set(name, value);
+          model.set(name, value);
+        } else if (op === 1) {
+          assert.equal(kept.delete(name), model.delete(name));
+        }
+        assert.equal(kept.get(name), model.get(name));
+        assert.equal(kept.size, model.size);
+        assert.deepEqual([...kept].sort(), [...model].sort());
+      }
+      kept.clear();
+      assert.equal(kept.size, 0);
+      assert.deepEqual([...kept], []);
+    }
+  });
 });

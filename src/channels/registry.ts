@@ -1,15 +1,27 @@
 /** This process's channels: which local connections are subscribed to what. */
 import type { FanOut, Subscriber } from "../runtime.ts";
+import { type ChannelKind, channelType } from "./kinds.ts";
 
 export class LocalChannel<S extends Subscriber = Subscriber> {
   readonly subscribers = new Set<S>();
   /** The socket server's fan-out topic for it, unique across apps. */
   readonly topic: string;
+  /** Undefined for node-internal channels (src/channels/internal.ts). */
+  readonly kind: ChannelKind | undefined;
   /** Bytes published into this channel under backpressure since its sockets were last scanned. */
   bytesSinceSlowConsumerCheck = 0;
 
   constructor(readonly appId: string, readonly name: string) {
     this.topic = `${appId}:${name}`;
+    this.kind = channelType(name)?.kind;
+  }
+
+  /**
+   * A channel is its own subscription record (src/session/ports.ts) for a socket that joined it
+   * without a member: one object less per such subscription.
+   */
+  get channel(): this {
+    return this;
   }
 }
 

@@ -4,7 +4,6 @@
  * that releases everything once. The work of each frame lives beside it: subscribe.ts,
  * signin.ts, client-events.ts, liveness.ts.
  */
-import type { Refusal } from "../admission.ts";
 import type { AppConfig } from "../config.ts";
 import type { SignedInUser } from "../channels/index.ts";
 import { CLOSE_MESSAGE_TOO_BIG, ErrorCode } from "../protocol/index.ts";
@@ -13,42 +12,49 @@ import { type ClientFrame, parseClientFrame } from "../protocol/index.ts";
 import type { SocketHandle, SocketSession } from "../runtime.ts";
 import { errorMessage } from "../log.ts";
 import { ClientEvents } from "./client-events.ts";
-import { type ContextOwner, OwnedContext, type SessionContext } from "./context.ts";
+import type { SessionContext } from "./context.ts";
+import { InternalChannels } from "./internal-channels.ts";
 import { FrameQueue, type FrameQueueHooks, OVERSIZED, type Step, tooBig } from "./frame-queue.ts";
-import { Liveness } from "./liveness.ts";
+import { type LivenessState, livenessVerdict, seen } from "./liveness.ts";
 import type { SessionPorts, Subscription } from "./ports.ts";
+import { Subscriptions } from "./subscriptions.ts";
 import { signin, signout } from "./signin.ts";
 import { leave, subscribe, unsubscribe } from "./subscribe.ts";
 
-export class Connection implements SocketSession, ContextOwner, FrameQueueHooks {
+/**
+ * The session is also the context its parts work in (src/session/context.ts) and holds its own
+ * liveness readings: one object per socket, not three.
+ */
+export class Connection implements SocketSession, SessionContext, FrameQueueHooks, LivenessState {
   socket!: SocketHandle;
   readonly socketId: string;
-  readonly subscriptions = new Map<string, Subscription>();
+  /** Set once `pusher:signin` succeeded. */
+  user: SignedInUser | undefined;
+  readonly subscriptions = new Subscriptions<Subscription>();
   #state: "opening" | "open" | "closed" = "opening";
   /** Set when the runtime reports the socket closed (the close handshake is over). */
   #socketGone = false;
   #onSocketGone: (() => void) | undefined;
   #counted = false;
-  readonly #liveness: Liveness;
+  lastSeen: number;
+  pingSentAt = 0;
   /** Made by the first asynchronous step: a socket whose steps all finish at once needs none. */
   #frames: FrameQueue | undefined;
-  /** Built when the app is known (a refused socket has none). */
-  #ctx: SessionContext | undefined;
   #clientEvents: ClientEvents | undefined;
+  /** Made once the socket joins a node-internal channel. */
+  #internal: InternalChannels | undefined;
 
-  constructor(
-    readonly ports: SessionPorts,
-    readonly app: AppConfig | undefined,
-    readonly refusal: Refusal | undefined,
-  ) {
+  constructor(readonly ports: SessionPorts, readonly app: AppConfig) {
     this.socketId = ports.node.nextSocketId();
-    this.#liveness = new Liveness(ports.clock.now());
-    if (app && !refusal) this.#ctx = new OwnedContext(this, app, ports);
+    this.lastSeen = ports.clock.now();
   }
 
-  /** Set once `pusher:signin` succeeded. */
-  get user(): SignedInUser | undefined {
-    return this.#ctx?.user;
+  get self(): this {
+    return this;
+  }
+
+  get internal(): InternalChannels {
+    return this.#internal ??= new InternalChannels(this.ports, this.app.id, this);
   }
 
   /** Resolves when the runtime reports the socket closed (the close handshake is over). */
@@ -68,15 +74,6 @@ export class Connection implements SocketSession, ContextOwner, FrameQueueHooks 
 
   onOpen(socket: SocketHandle): void {
     this.socket = socket;
-    if (this.refusal || !this.app) {
-      const { code, message } = this.refusal ?? { code: ErrorCode.AppNotFound, message: "" };
-      this.#state = "closed";
-      this.ports.log.info("connection refused", { code, reason: message });
-      this.ports.metrics.connectionsRefused.inc({ code: String(code) });
-      this.send(errorFrame(code, message));
-      socket.close(code, message);
-      return;
-    }
     this.ports.node.opening.add(this.socketId);
     this.#run(this.#admit(this.app));
   }
@@ -115,7 +112,7 @@ export class Connection implements SocketSession, ContextOwner, FrameQueueHooks 
   onMessage(data: unknown): void {
     if (this.isClosed()) return;
     this.ports.metrics.messagesIn++;
-    this.#liveness.seen(this.ports.clock.now());
+    seen(this, this.ports.clock.now());
     if (this.#frames) this.#frames.push(data);
     else this.#run(this.onFrame(data));
   }
@@ -137,7 +134,7 @@ export class Connection implements SocketSession, ContextOwner, FrameQueueHooks 
   }
 
   isTooBig(data: unknown): boolean {
-    return tooBig(data, this.app!.max_message_size);
+    return tooBig(data, this.app.max_message_size);
   }
 
   onQueueOverflow(): void {
@@ -146,7 +143,7 @@ export class Connection implements SocketSession, ContextOwner, FrameQueueHooks 
 
   /** The frame queue hands over the next frame. */
   onFrame(data: unknown): Step {
-    if (data === OVERSIZED || tooBig(data, this.app!.max_message_size)) {
+    if (data === OVERSIZED || tooBig(data, this.app.max_message_size)) {
       this.#close(CLOSE_MESSAGE_TOO_BIG, "Message too big");
       return;
     }
@@ -161,10 +158,10 @@ export class Connection implements SocketSession, ContextOwner, FrameQueueHooks 
     }
     const { log } = this.ports;
     if (log.enabled("debug")) log.debug("frame in", { socket_id: this.socketId, frame: data });
-    return this.#dispatch(this.#ctx!, parsed.frame);
+    return this.#dispatch(parsed.frame);
   }
 
-  #dispatch(ctx: SessionContext, frame: ClientFrame): Step {
+  #dispatch(frame: ClientFrame): Step {
     switch (frame.kind) {
       case "ping":
         this.send(pongFrame());
@@ -172,13 +169,13 @@ export class Connection implements SocketSession, ContextOwner, FrameQueueHooks 
       case "pong":
         return;
       case "subscribe":
-        return subscribe(ctx, frame.data);
+        return subscribe(this, frame.data);
       case "unsubscribe":
-        return unsubscribe(ctx, frame.channel);
+        return unsubscribe(this, frame.channel);
       case "signin":
-        return signin(ctx, frame.data);
+        return signin(this, frame.data);
       case "client-event":
-        this.#clientEvents ??= new ClientEvents(ctx);
+        this.#clientEvents ??= new ClientEvents(this);
         this.#clientEvents.handle(frame.event, frame.channel, frame.data);
         return;
     }
@@ -189,7 +186,7 @@ export class Connection implements SocketSession, ContextOwner, FrameQueueHooks 
     if (this.#state !== "open") return;
     const buffered = this.socket.bufferedAmount();
     const limit = this.ports.node.config.socketBufferLimit;
-    switch (this.#liveness.check(now, this.app!, buffered, limit)) {
+    switch (livenessVerdict(this, now, this.app, buffered, limit)) {
       case "slow_consumer":
         this.terminateSlowConsumer();
         return;
@@ -249,16 +246,15 @@ export class Connection implements SocketSession, ContextOwner, FrameQueueHooks 
     this.#state = "closed";
     node.connections.delete(this.socketId);
     const app = this.app;
-    const ctx = this.#ctx;
-    if (!app || !ctx || !this.#counted) return;
+    if (!this.#counted) return;
     metrics.connectionsClosed.inc({ app: app.id, code: String(code) });
     this.#counted = false;
     const subscriptions = [...this.subscriptions];
     this.subscriptions.clear();
     const user = this.user;
     const cleanup = Promise.all([
-      ...subscriptions.map(([name, sub]) => leave(ctx, name, sub)),
-      user ? signout(ctx, user) : undefined,
+      ...subscriptions.map(([name, sub]) => leave(this, name, sub)),
+      user ? signout(this, user) : undefined,
     ])
       .then(() => state.removeConnection({ appId: app.id, socketId: this.socketId }))
       .catch((error) =>

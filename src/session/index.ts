@@ -3,6 +3,7 @@
  * ports (src/session/ports.ts) that the node builds once.
  */
 export { Connection } from "./connection.ts";
+export { RefusedSession } from "./refused.ts";
 export { type Authorization, authorize, type AuthorizeRequest } from "./authorize.ts";
 export { MAX_QUEUED_BYTES } from "./frame-queue.ts";
 export type {

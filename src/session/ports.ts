@@ -2,6 +2,7 @@
  * The narrow ports a session works through, instead of the whole node. The node builds them once
  * (src/node.ts) and hands them to every session it accepts; tests hand in fakes.
  */
+import type { ReadonlySubscriptions } from "./subscriptions.ts";
 import type { Config } from "../config.ts";
 import type { AppConfig } from "../config.ts";
 import type { LocalChannel } from "../channels/index.ts";
@@ -14,20 +15,24 @@ import type { SocketHandle, Subscriber } from "../runtime.ts";
 import type { WebhookDispatcher } from "../webhooks/index.ts";
 
 /** One channel a session holds. */
+/**
+ * A socket's hold on one channel: the local channel itself, or, for a presence channel, a record
+ * with the member the socket joined as.
+ */
 export interface Subscription {
-  channel: LocalChannel<LocalSession>;
-  kind: ChannelKind;
+  readonly channel: LocalChannel<LocalSession>;
+  readonly kind: ChannelKind | undefined;
   /** Presence user id this socket joined as, with its user_info. */
-  userId?: string;
-  userInfo?: unknown;
+  readonly userId?: string;
+  readonly userInfo?: unknown;
 }
 
 /** What the node sees of one of its sessions (fan-out, sweep, drain, snapshot, gauges). */
 export interface LocalSession extends Subscriber {
   readonly socket: SocketHandle;
   readonly socketId: string;
-  readonly app: AppConfig | undefined;
-  readonly subscriptions: ReadonlyMap<string, Subscription>;
+  readonly app: AppConfig;
+  readonly subscriptions: ReadonlySubscriptions<Subscription>;
   readonly user: SignedInUser | undefined;
   readonly isOpen: boolean;
   /** Resolves when the runtime reports the socket closed (the close handshake is over). */

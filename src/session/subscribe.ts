@@ -99,12 +99,15 @@ function attach(ctx: SessionContext, joining: Joining): Step {
     ? undefined
     : ctx.internal.join(userControlChannel(member.userId));
   const added = membership.add(app.id, name, ctx.self);
-  ctx.subscriptions.set(name, {
-    channel: added.channel,
-    kind: type.kind,
-    userId: member.userId,
-    userInfo: member.userInfo,
-  });
+  ctx.subscriptions.set(
+    name,
+    member.userId === undefined ? added.channel : {
+      channel: added.channel,
+      kind: type.kind,
+      userId: member.userId,
+      userInfo: member.userInfo,
+    },
+  );
   // Events published once the client holds subscription_succeeded must reach it.
   const recorded = state.addSubscription({ appId: app.id, channel: name, socketId });
   const listening = bus.listen(app.id, name);
