@@ -2,7 +2,8 @@
  * Baseline for the benchmark: the least a Bun server can do to look like Chorus to the load
  * generator. Bun.serve accepts sockets, answers connection_established / subscription_succeeded,
  * and fans out `POST /apps/{id}/events` and `/batch_events` with the native `server.publish`
- * topic, building the very same frame bytes Chorus sends. No signature checks, no state.
+ * topic, building the very same frame bytes Chorus sends. No signature checks; the only state is
+ * which users a presence channel has seen (for member_added).
  *
  *   HOST=127.0.0.1 PORT=0 bun bench/bare-bun.ts
  */
@@ -66,6 +67,22 @@ function subscribed(channel: string): string {
   return frame;
 }
 
+// A user new to a presence channel is announced to the channel's other sockets, as every Pusher
+// server must: bytes, like the member list, not overhead.
+const presenceMembers = new Map<string, Set<string>>();
+
+function memberAdded(channel: string, channelData: string | undefined): string | undefined {
+  if (!channel.startsWith("presence-") || channelData === undefined) return undefined;
+  const member = JSON.parse(channelData) as { user_id: string | number; user_info?: unknown };
+  const userId = String(member.user_id);
+  let users = presenceMembers.get(channel);
+  if (!users) presenceMembers.set(channel, users = new Set());
+  if (users.has(userId)) return undefined;
+  users.add(userId);
+  const data = JSON.stringify({ user_id: userId, user_info: member.user_info });
+  return JSON.stringify({ event: "pusher_internal:member_added", channel, data });
+}
+
 const server = Bun.serve({
   hostname,
   port,
@@ -100,10 +117,16 @@ const server = Bun.serve({
       }));
     },
     message(ws: ServerWebSocket<unknown>, message: string | Buffer) {
-      const frame = JSON.parse(String(message)) as { event: string; data?: { channel?: string } };
+      const frame = JSON.parse(String(message)) as {
+        event: string;
+        data?: { channel?: string; channel_data?: string };
+      };
       if (frame.event === "pusher:subscribe" && frame.data?.channel) {
-        ws.subscribe(frame.data.channel);
-        ws.send(subscribed(frame.data.channel));
+        const channel = frame.data.channel;
+        ws.subscribe(channel);
+        ws.send(subscribed(channel));
+        const added = memberAdded(channel, frame.data.channel_data);
+        if (added !== undefined) ws.publish(channel, added);
       } else if (frame.event === "pusher:unsubscribe" && frame.data?.channel) {
         ws.unsubscribe(frame.data.channel);
       } else if (frame.event === "pusher:ping") {

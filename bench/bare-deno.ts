@@ -1,7 +1,8 @@
 /**
  * Baseline for the benchmark: the least a Deno server can do to look like Chorus to the load
  * generator. Deno.serve + Deno.upgradeWebSocket; each channel is a Set of sockets and fan-out is
- * a loop over it, sending the very same frame bytes Chorus sends. No signature checks, no state.
+ * a loop over it, sending the very same frame bytes Chorus sends. No signature checks; the only
+ * other state is which users a presence channel has seen (for member_added).
  *
  *   HOST=127.0.0.1 PORT=0 deno run --allow-net --allow-env bench/bare-deno.ts
  */
@@ -71,6 +72,22 @@ function subscribed(channel: string): string {
   return frame;
 }
 
+// A user new to a presence channel is announced to the channel's other sockets, as every Pusher
+// server must: bytes, like the member list, not overhead.
+const presenceMembers = new Map<string, Set<string>>();
+
+function memberAdded(channel: string, channelData: string | undefined): string | undefined {
+  if (!channel.startsWith("presence-") || channelData === undefined) return undefined;
+  const member = JSON.parse(channelData) as { user_id: string | number; user_info?: unknown };
+  const userId = String(member.user_id);
+  let users = presenceMembers.get(channel);
+  if (!users) presenceMembers.set(channel, users = new Set());
+  if (users.has(userId)) return undefined;
+  users.add(userId);
+  const data = JSON.stringify({ user_id: userId, user_info: member.user_info });
+  return JSON.stringify({ event: "pusher_internal:member_added", channel, data });
+}
+
 function accept(request: Request): Response {
   const { socket, response } = Deno.upgradeWebSocket(request, { idleTimeout: 0 });
   const joined = new Set<string>();
@@ -84,7 +101,7 @@ function accept(request: Request): Response {
   socket.onmessage = (message) => {
     const frame = JSON.parse(String(message.data)) as {
       event: string;
-      data?: { channel?: string };
+      data?: { channel?: string; channel_data?: string };
     };
     const channel = frame.data?.channel;
     if (frame.event === "pusher:subscribe" && channel) {
@@ -93,6 +110,12 @@ function accept(request: Request): Response {
       sockets.add(socket);
       joined.add(channel);
       socket.send(subscribed(channel));
+      const added = memberAdded(channel, frame.data?.channel_data);
+      if (added !== undefined) {
+        for (const other of sockets) {
+          if (other !== socket && other.readyState === OPEN) other.send(added);
+        }
+      }
     } else if (frame.event === "pusher:unsubscribe" && channel) {
       channels.get(channel)?.delete(socket);
       joined.delete(channel);

@@ -1,5 +1,6 @@
 /** This process's channels: which local connections are subscribed to what. */
 import type { FanOut, Subscriber } from "../runtime.ts";
+import { subscriptionSucceededFrame } from "../protocol/index.ts";
 import { type ChannelKind, channelType } from "./kinds.ts";
 
 export class LocalChannel<S extends Subscriber = Subscriber> {
@@ -10,10 +11,16 @@ export class LocalChannel<S extends Subscriber = Subscriber> {
   readonly kind: ChannelKind | undefined;
   /** Bytes published into this channel under backpressure since its sockets were last scanned. */
   bytesSinceSlowConsumerCheck = 0;
+  #succeeded: string | undefined;
 
   constructor(readonly appId: string, readonly name: string) {
     this.topic = `${appId}:${name}`;
     this.kind = channelType(name)?.kind;
+  }
+
+  /** subscription_succeeded without a member list: the same bytes for every subscriber. */
+  get succeededFrame(): string {
+    return this.#succeeded ??= subscriptionSucceededFrame(this.name);
   }
 
   /**

@@ -5,12 +5,7 @@
 import { userControlChannel } from "../channels/index.ts";
 import { type ChannelType, channelType } from "../channels/index.ts";
 import type { Member } from "../channels/index.ts";
-import {
-  cacheMissFrame,
-  channelEventFrame,
-  subscriptionErrorFrame,
-  subscriptionSucceededFrame,
-} from "../protocol/index.ts";
+import { cacheMissFrame, channelEventFrame, subscriptionErrorFrame } from "../protocol/index.ts";
 import type { SubscribeRequest } from "../protocol/index.ts";
 import { authorize } from "./authorize.ts";
 import type { SessionContext } from "./context.ts";
@@ -28,7 +23,7 @@ export function subscribe(ctx: SessionContext, request: SubscribeRequest): Step 
   const existing = ctx.subscriptions.get(name);
   if (existing) {
     if (existing.kind === "presence") return resendMembers(ctx, name);
-    ctx.send(subscriptionSucceededFrame(name));
+    ctx.send(existing.channel.succeededFrame);
     return;
   }
   const { app, socketId } = ctx;
@@ -45,7 +40,10 @@ interface Joining {
   name: string;
   type: ChannelType;
   member: Partial<Member>;
-  /** A presence channel's subscription_succeeded as of the join: later joins must not show. */
+  /**
+   * The subscription_succeeded to send (set by the time the join is confirmed): a presence
+   * channel's as of the join (later joins must not show), else the channel's shared frame.
+   */
   succeeded: string | undefined;
   /** The user's first socket in the presence channel. */
   first: boolean;
@@ -99,6 +97,7 @@ function attach(ctx: SessionContext, joining: Joining): Step {
     ? undefined
     : ctx.internal.join(userControlChannel(member.userId));
   const added = membership.add(app.id, name, ctx.self);
+  joining.succeeded ??= added.channel.succeededFrame;
   ctx.subscriptions.set(
     name,
     member.userId === undefined ? added.channel : {
@@ -126,7 +125,7 @@ function confirm(ctx: SessionContext, joining: Joining, occupied: boolean): Step
   if (occupied) announcements.announce({ kind: "channel_occupied", appId: app.id, channel: name });
   if (type.kind !== "presence") announcements.countChanged(app, name);
   if (ctx.isClosed()) return;
-  ctx.send(joining.succeeded ?? subscriptionSucceededFrame(name));
+  ctx.send(joining.succeeded!);
   if (type.cache || joining.first) return afterConfirm(ctx, joining);
 }
 
