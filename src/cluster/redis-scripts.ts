@@ -30,30 +30,43 @@
 
 import { script } from "./redis-prelude.ts";
 
-/** ARGV: root, node, app, socket, max (-1 = none) → 1 admitted, 0 over quota. */
-export const CONNECTION_ADD = script(`
-local ok = conn_add(ARGV[3], ARGV[4], tonumber(ARGV[5]))
-if ok == 1 then redis.call('SADD', NODE, 'c\\t' .. ARGV[3] .. '\\t' .. ARGV[4]) end
-return ok
-`);
-
-/** ARGV: root, node, app, socket. */
-export const CONNECTION_REMOVE = script(`
-conn_remove(ARGV[3], ARGV[4])
-redis.call('SREM', NODE, 'c\\t' .. ARGV[3] .. '\\t' .. ARGV[4])
-return 1
-`);
-
-/** ARGV: root, node, app, channel, socket. */
-export const SUBSCRIPTION_ADD = script(`
-redis.call('SADD', NODE, 's\\t' .. ARGV[3] .. '\\t' .. ARGV[4] .. '\\t' .. ARGV[5])
-return sub_add(ARGV[3], ARGV[4], ARGV[5])
-`);
-
-/** ARGV: root, node, app, channel, socket. */
-export const SUBSCRIPTION_REMOVE = script(`
-redis.call('SREM', NODE, 's\\t' .. ARGV[3] .. '\\t' .. ARGV[4] .. '\\t' .. ARGV[5])
-return sub_remove(ARGV[3], ARGV[4], ARGV[5], true)
+/**
+ * The records sockets make as they come and go, many in one call, applied in order
+ * (src/cluster/redis-writes.ts). ARGV: root, node, then per write one of
+ *   'C+' app socket max (-1 = none)   → 1 admitted, 0 over quota
+ *   'C-' app socket                   → 1
+ *   'S+' app channel socket           → 1 when the channel just became occupied, else 0
+ *   'S-' app channel socket           → 1 when the channel just became vacated, else 0
+ * → the answers, in order.
+ */
+export const WRITES = script(`
+local out = {}
+local i = 3
+while i <= #ARGV do
+  local op, app = ARGV[i], ARGV[i + 1]
+  if op == 'C+' then
+    local ok = conn_add(app, ARGV[i + 2], tonumber(ARGV[i + 3]))
+    if ok == 1 then redis.call('SADD', NODE, 'c\\t' .. app .. '\\t' .. ARGV[i + 2]) end
+    out[#out + 1] = ok
+    i = i + 4
+  elseif op == 'C-' then
+    conn_remove(app, ARGV[i + 2])
+    redis.call('SREM', NODE, 'c\\t' .. app .. '\\t' .. ARGV[i + 2])
+    out[#out + 1] = 1
+    i = i + 3
+  elseif op == 'S+' then
+    redis.call('SADD', NODE, 's\\t' .. app .. '\\t' .. ARGV[i + 2] .. '\\t' .. ARGV[i + 3])
+    out[#out + 1] = sub_add(app, ARGV[i + 2], ARGV[i + 3])
+    i = i + 4
+  elseif op == 'S-' then
+    redis.call('SREM', NODE, 's\\t' .. app .. '\\t' .. ARGV[i + 2] .. '\\t' .. ARGV[i + 3])
+    out[#out + 1] = sub_remove(app, ARGV[i + 2], ARGV[i + 3], true)
+    i = i + 4
+  else
+    return redis.error_reply('unknown write ' .. tostring(op))
+  end
+end
+return out
 `);
 
 /**

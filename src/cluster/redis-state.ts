@@ -9,6 +9,7 @@ import type { Roster } from "../channels/index.ts";
 import { COUNT_ANNOUNCE_INTERVAL_MS } from "./local.ts";
 import type { RedisLink } from "./redis-link.ts";
 import { RosterMirror } from "./redis-rosters.ts";
+import { WriteBatch } from "./redis-writes.ts";
 import type {
   CachedEvent,
   ChannelCounts,
@@ -30,12 +31,25 @@ export type Departure =
 
 export class RedisState implements State {
   readonly #rosters = new RosterMirror();
+  readonly #writes: WriteBatch;
 
   constructor(
     readonly link: RedisLink,
     /** A write failed (departure: the leave to apply later); the share must be written again. */
     readonly onWriteFailed: (departure?: Departure) => void,
-  ) {}
+  ) {
+    this.#writes = new WriteBatch((args) => link.run("WRITES", ...args));
+  }
+
+  /** Queues a connection or subscription record (src/cluster/redis-writes.ts). */
+  async #record(departure: Departure | undefined, ...write: (string | number)[]): Promise<number> {
+    try {
+      return await this.#writes.write(write);
+    } catch (error) {
+      this.onWriteFailed(departure);
+      throw error;
+    }
+  }
 
   /** Runs a writing script; a failure marks the share for rewriting. */
   async #write(
@@ -53,11 +67,11 @@ export class RedisState implements State {
   async addConnection(
     { appId, socketId, max }: SocketRef & { max: number | null },
   ): Promise<boolean> {
-    return await this.#write(undefined, "CONNECTION_ADD", appId, socketId, max ?? -1) === 1;
+    return await this.#record(undefined, "C+", appId, socketId, max ?? -1) === 1;
   }
 
   async removeConnection({ appId, socketId }: SocketRef): Promise<void> {
-    await this.#write(["C", appId, socketId], "CONNECTION_REMOVE", appId, socketId);
+    await this.#record(["C", appId, socketId], "C-", appId, socketId);
   }
 
   async connectionCount(appId: string): Promise<number> {
@@ -68,16 +82,16 @@ export class RedisState implements State {
   async addSubscription(
     { appId, channel, socketId }: SubscriptionRef,
   ): Promise<{ occupied: boolean }> {
-    const reply = await this.#write(undefined, "SUBSCRIPTION_ADD", appId, channel, socketId);
+    const reply = await this.#record(undefined, "S+", appId, channel, socketId);
     return { occupied: reply === 1 };
   }
 
   async removeSubscription(
     { appId, channel, socketId }: SubscriptionRef,
   ): Promise<{ vacated: boolean }> {
-    const reply = await this.#write(
+    const reply = await this.#record(
       ["S", appId, channel, socketId],
-      "SUBSCRIPTION_REMOVE",
+      "S-",
       appId,
       channel,
       socketId,
