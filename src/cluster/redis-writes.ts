@@ -1,26 +1,26 @@
 /**
- * The records sockets make as they come and go (connections and subscriptions), gathered over
- * one turn of the event loop into one call of the WRITES script (src/cluster/redis-scripts.ts),
- * in the order they were made. Sockets that arrive together cost one round trip and one script
- * run instead of one each, and every write keeps its own rule (quota, first and last
- * subscriber): the script applies them one after the other, atomically.
+ * The records sockets make as they come and go (connections and subscriptions), sent as calls
+ * of the WRITES script (src/cluster/redis-scripts.ts) in the order they were made. A write goes
+ * out at once when no call is on its way; writes made meanwhile wait for it and go out together
+ * as the next call. Sockets that arrive together cost one round trip and one script run instead
+ * of one each, a lone write pays no extra wait, and every write keeps its own rule (quota,
+ * first and last subscriber): the script applies them one after the other, atomically.
  */
-import { setImmediate } from "node:timers";
 
 /** Writes per script call, at most: a long script holds Redis up for everyone. */
 const MAX_WRITES_PER_CALL = 500;
 
 type Write = (string | number)[];
 
-interface Waiter {
+interface Queued {
+  write: Write;
   resolve(reply: number): void;
   reject(error: unknown): void;
 }
 
 export class WriteBatch {
-  #args: (string | number)[] = [];
-  #waiters: Waiter[] = [];
-  #scheduled = false;
+  #queue: Queued[] = [];
+  #inFlight = false;
 
   /** `run` sends one WRITES call with the writes' arguments, one after the other. */
   constructor(readonly run: (args: (string | number)[]) => Promise<unknown>) {}
@@ -28,28 +28,32 @@ export class WriteBatch {
   /** Queues one write (its op code and arguments); resolves with its answer. */
   write(write: Write): Promise<number> {
     return new Promise((resolve, reject) => {
-      for (const arg of write) this.#args.push(arg);
-      if (this.#waiters.push({ resolve, reject }) >= MAX_WRITES_PER_CALL) this.#flush();
-      else if (!this.#scheduled) {
-        this.#scheduled = true;
-        setImmediate(() => this.#flush());
-      }
+      this.#queue.push({ write, resolve, reject });
+      if (!this.#inFlight) this.#send();
     });
   }
 
-  #flush(): void {
-    this.#scheduled = false;
-    const waiters = this.#waiters;
-    if (waiters.length === 0) return;
-    const args = this.#args;
-    this.#waiters = [];
-    this.#args = [];
+  #send(): void {
+    const batch = this.#queue.splice(0, MAX_WRITES_PER_CALL);
+    if (batch.length === 0) return;
+    this.#inFlight = true;
+    const args: (string | number)[] = [];
+    for (const { write } of batch) {
+      for (const arg of write) args.push(arg);
+    }
     this.run(args).then(
       (replies) => {
         const answers = replies as unknown[];
-        waiters.forEach((waiter, i) => waiter.resolve(Number(answers[i])));
+        batch.forEach((queued, i) => queued.resolve(Number(answers[i])));
       },
-      (error) => waiters.forEach((waiter) => waiter.reject(error)),
-    );
+      (error) => {
+        batch.forEach((queued) => queued.reject(error));
+        // Redis failed: what waited behind fails now too, not one timeout later.
+        this.#queue.splice(0).forEach((queued) => queued.reject(error));
+      },
+    ).finally(() => {
+      this.#inFlight = false;
+      this.#send();
+    });
   }
 }
