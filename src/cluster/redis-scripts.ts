@@ -17,6 +17,10 @@
  *   {root}:{app}:cache:{channel}          STRING last cached event (JSON), with a TTL
  *   {root}:{app}:counted                  HASH  channel -> last announced subscription count
  *   {root}:{app}:countlock:{channel}      STRING held for a second after an announcement
+ *   {root}:{app}:seq:{channel}            STRING the channel's event counter, kept a day (PUBLISH)
+ *   {root}:{app}:ev:{channel}             pub/sub channel carrying the channel's events
+ *   {root}:probe:{node}                   pub/sub channel only that node listens on (its probe)
+ *   {root}:webhooks:*                     the webhook queue (src/webhooks/redis-queue.ts)
  *
  * Every operation is idempotent (set adds and removes), so a node can re-register its whole share
  * after Redis restarts without double counting. Node entries are tab-separated:
