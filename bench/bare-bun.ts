@@ -8,6 +8,7 @@
  *   HOST=127.0.0.1 PORT=0 bun bench/bare-bun.ts
  */
 import type { Server, ServerWebSocket } from "bun";
+import { eventFrame, SubscribeAnswers } from "./lib/bare-frames.ts";
 
 interface EventBody {
   name: string;
@@ -20,15 +21,6 @@ const hostname = process.env.HOST ?? "127.0.0.1";
 const port = Number(process.env.PORT ?? 0);
 let sequence = 0;
 
-function eventFrame(name: string, channel: string, data: unknown): string {
-  // Chorus sends `data` as the string it was given (an object is JSON-encoded first).
-  return JSON.stringify({
-    event: name,
-    channel,
-    data: typeof data === "string" ? data : JSON.stringify(data),
-  });
-}
-
 function publishEvent(server: Server<unknown>, event: EventBody): void {
   const channels = event.channels ?? (event.channel === undefined ? [] : [event.channel]);
   for (const channel of channels) {
@@ -36,52 +28,7 @@ function publishEvent(server: Server<unknown>, event: EventBody): void {
   }
 }
 
-// As many members as the bench's presence users (bench/loadgen.ts signs `u{i}` with
-// `{"n":i}`), encoded once per channel: the member-list bytes every server must send.
-const presenceUsers = Number(process.env.BENCH_PRESENCE_USERS ?? 0);
-const presenceFrames = new Map<string, string>();
-
-function presenceData(): string {
-  const ids: string[] = [];
-  const hash: Record<string, unknown> = {};
-  for (let i = 0; i < presenceUsers; i++) {
-    ids.push(`u${i}`);
-    hash[`u${i}`] = { n: i };
-  }
-  return JSON.stringify({ presence: { ids, hash, count: presenceUsers } });
-}
-
-function subscribed(channel: string): string {
-  if (!channel.startsWith("presence-")) {
-    return JSON.stringify({ event: "pusher_internal:subscription_succeeded", channel, data: "{}" });
-  }
-  let frame = presenceFrames.get(channel);
-  if (frame === undefined) {
-    frame = JSON.stringify({
-      event: "pusher_internal:subscription_succeeded",
-      channel,
-      data: presenceData(),
-    });
-    presenceFrames.set(channel, frame);
-  }
-  return frame;
-}
-
-// A user new to a presence channel is announced to the channel's other sockets, as every Pusher
-// server must: bytes, like the member list, not overhead.
-const presenceMembers = new Map<string, Set<string>>();
-
-function memberAdded(channel: string, channelData: string | undefined): string | undefined {
-  if (!channel.startsWith("presence-") || channelData === undefined) return undefined;
-  const member = JSON.parse(channelData) as { user_id: string | number; user_info?: unknown };
-  const userId = String(member.user_id);
-  let users = presenceMembers.get(channel);
-  if (!users) presenceMembers.set(channel, users = new Set());
-  if (users.has(userId)) return undefined;
-  users.add(userId);
-  const data = JSON.stringify({ user_id: userId, user_info: member.user_info });
-  return JSON.stringify({ event: "pusher_internal:member_added", channel, data });
-}
+const answers = new SubscribeAnswers(Number(process.env.BENCH_PRESENCE_USERS ?? 0));
 
 const server = Bun.serve({
   hostname,
@@ -124,8 +71,8 @@ const server = Bun.serve({
       if (frame.event === "pusher:subscribe" && frame.data?.channel) {
         const channel = frame.data.channel;
         ws.subscribe(channel);
-        ws.send(subscribed(channel));
-        const added = memberAdded(channel, frame.data.channel_data);
+        ws.send(answers.subscribed(channel));
+        const added = answers.memberAdded(channel, frame.data.channel_data);
         if (added !== undefined) ws.publish(channel, added);
       } else if (frame.event === "pusher:unsubscribe" && frame.data?.channel) {
         ws.unsubscribe(frame.data.channel);

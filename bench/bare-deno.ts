@@ -6,6 +6,7 @@
  *
  *   HOST=127.0.0.1 PORT=0 deno run --allow-net --allow-env bench/bare-deno.ts
  */
+import { eventFrame, SubscribeAnswers } from "./lib/bare-frames.ts";
 
 interface EventBody {
   name: string;
@@ -20,15 +21,6 @@ const port = Number(Deno.env.get("PORT") ?? 0);
 const channels = new Map<string, Set<WebSocket>>();
 let sequence = 0;
 
-function eventFrame(name: string, channel: string, data: unknown): string {
-  // Chorus sends `data` as the string it was given (an object is JSON-encoded first).
-  return JSON.stringify({
-    event: name,
-    channel,
-    data: typeof data === "string" ? data : JSON.stringify(data),
-  });
-}
-
 function publishEvent(event: EventBody): void {
   const names = event.channels ?? (event.channel === undefined ? [] : [event.channel]);
   for (const name of names) {
@@ -41,52 +33,7 @@ function publishEvent(event: EventBody): void {
   }
 }
 
-// As many members as the bench's presence users (bench/loadgen.ts signs `u{i}` with
-// `{"n":i}`), encoded once per channel: the member-list bytes every server must send.
-const presenceUsers = Number(Deno.env.get("BENCH_PRESENCE_USERS") ?? 0);
-const presenceFrames = new Map<string, string>();
-
-function presenceData(): string {
-  const ids: string[] = [];
-  const hash: Record<string, unknown> = {};
-  for (let i = 0; i < presenceUsers; i++) {
-    ids.push(`u${i}`);
-    hash[`u${i}`] = { n: i };
-  }
-  return JSON.stringify({ presence: { ids, hash, count: presenceUsers } });
-}
-
-function subscribed(channel: string): string {
-  if (!channel.startsWith("presence-")) {
-    return JSON.stringify({ event: "pusher_internal:subscription_succeeded", channel, data: "{}" });
-  }
-  let frame = presenceFrames.get(channel);
-  if (frame === undefined) {
-    frame = JSON.stringify({
-      event: "pusher_internal:subscription_succeeded",
-      channel,
-      data: presenceData(),
-    });
-    presenceFrames.set(channel, frame);
-  }
-  return frame;
-}
-
-// A user new to a presence channel is announced to the channel's other sockets, as every Pusher
-// server must: bytes, like the member list, not overhead.
-const presenceMembers = new Map<string, Set<string>>();
-
-function memberAdded(channel: string, channelData: string | undefined): string | undefined {
-  if (!channel.startsWith("presence-") || channelData === undefined) return undefined;
-  const member = JSON.parse(channelData) as { user_id: string | number; user_info?: unknown };
-  const userId = String(member.user_id);
-  let users = presenceMembers.get(channel);
-  if (!users) presenceMembers.set(channel, users = new Set());
-  if (users.has(userId)) return undefined;
-  users.add(userId);
-  const data = JSON.stringify({ user_id: userId, user_info: member.user_info });
-  return JSON.stringify({ event: "pusher_internal:member_added", channel, data });
-}
+const answers = new SubscribeAnswers(Number(Deno.env.get("BENCH_PRESENCE_USERS") ?? 0));
 
 function accept(request: Request): Response {
   const { socket, response } = Deno.upgradeWebSocket(request, { idleTimeout: 0 });
@@ -109,8 +56,8 @@ function accept(request: Request): Response {
       if (!sockets) channels.set(channel, sockets = new Set());
       sockets.add(socket);
       joined.add(channel);
-      socket.send(subscribed(channel));
-      const added = memberAdded(channel, frame.data?.channel_data);
+      socket.send(answers.subscribed(channel));
+      const added = answers.memberAdded(channel, frame.data?.channel_data);
       if (added !== undefined) {
         for (const other of sockets) {
           if (other !== socket && other.readyState === OPEN) other.send(added);
