@@ -36,6 +36,7 @@ export class Connection implements SocketSession, SessionContext, FrameQueueHook
   #socketGone = false;
   #onSocketGone: (() => void) | undefined;
   #counted = false;
+  /** Liveness readings (src/session/liveness.ts): last inbound frame, outstanding ping. */
   lastSeen: number;
   pingSentAt = 0;
   /** Made by the first asynchronous step: a socket whose steps all finish at once needs none. */
