@@ -42,22 +42,22 @@ export class RedisState implements State {
   }
 
   /** Queues a connection or subscription record (src/cluster/redis-writes.ts). */
-  async #record(departure: Departure | undefined, ...write: (string | number)[]): Promise<number> {
-    try {
-      return await this.#writes.write(write);
-    } catch (error) {
-      this.onWriteFailed(departure);
-      throw error;
-    }
+  #record(departure: Departure | undefined, ...write: (string | number)[]): Promise<number> {
+    return this.#marked(departure, this.#writes.write(write));
   }
 
-  /** Runs a writing script; a failure marks the share for rewriting. */
-  async #write(
+  /** Runs a writing script. */
+  #write(
     departure: Departure | undefined,
     ...args: Parameters<RedisLink["run"]>
   ): Promise<unknown> {
+    return this.#marked(departure, this.link.run(...args));
+  }
+
+  /** A failed write marks the share for rewriting (with the leave to apply then). */
+  async #marked<T>(departure: Departure | undefined, writing: Promise<T>): Promise<T> {
     try {
-      return await this.link.run(...args);
+      return await writing;
     } catch (error) {
       this.onWriteFailed(departure);
       throw error;

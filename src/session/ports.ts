@@ -14,7 +14,6 @@ import type { Metrics } from "../metrics.ts";
 import type { SocketHandle, Subscriber } from "../runtime.ts";
 import type { WebhookDispatcher } from "../webhooks/index.ts";
 
-/** One channel a session holds. */
 /**
  * A socket's hold on one channel: the local channel itself, or, for a presence channel, a record
  * with the member the socket joined as.
