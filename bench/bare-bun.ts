@@ -6,8 +6,14 @@
  * which users a presence channel has seen (for member_added).
  *
  *   HOST=127.0.0.1 PORT=0 bun bench/bare-bun.ts
+ *
+ * With BENCH_BARE_API=signed, `POST .../events` does the work every Pusher server must do for a
+ * signed call (bench/RESULTS.md, "HTTP API: what a signed call costs"): the body read as bytes,
+ * their MD5 and one HMAC-SHA256 over method, path and query, the bytes decoded and parsed; the
+ * signature is computed, not compared.
  */
 import type { Server, ServerWebSocket } from "bun";
+import { createHash, createHmac } from "node:crypto";
 import { eventFrame, SubscribeAnswers } from "./lib/bare-frames.ts";
 
 interface EventBody {
@@ -28,6 +34,17 @@ function publishEvent(server: Server<unknown>, event: EventBody): void {
   }
 }
 
+const signed = process.env.BENCH_BARE_API === "signed";
+const UTF8 = new TextDecoder();
+
+async function signedBody(request: Request, path: string): Promise<EventBody> {
+  const bytes = await request.bytes();
+  createHash("md5").update(bytes).digest("hex");
+  const query = request.url.slice(request.url.indexOf("?") + 1);
+  createHmac("sha256", "bench-secret").update(`POST\n${path}\n${query}`).digest("hex");
+  return JSON.parse(UTF8.decode(bytes));
+}
+
 const answers = new SubscribeAnswers(Number(process.env.BENCH_PRESENCE_USERS ?? 0));
 
 const server = Bun.serve({
@@ -46,7 +63,7 @@ const server = Bun.serve({
       return Response.json({ batch: body.batch.map(() => ({})) });
     }
     if (request.method === "POST" && path.endsWith("/events")) {
-      publishEvent(server, await request.json() as EventBody);
+      publishEvent(server, signed ? await signedBody(request, path) : await request.json());
       return Response.json({});
     }
     return new Response("not found", { status: 404 });
