@@ -7,7 +7,12 @@ import { hmacSha256Hex, md5Hex, safeEqual, verifySocketAuth } from "../src/auth.
 import { channelType } from "../src/channels/index.ts";
 import { ConfigError, loadConfig } from "../src/config.ts";
 import { requestTarget } from "../src/http/query.ts";
-import { signRequest, stringToSign, verifyRequest } from "../src/http/signature.ts";
+import {
+  signedQueryOfText,
+  signRequest,
+  stringToSign,
+  verifyRequest,
+} from "../src/http/signature.ts";
 import { parseClientFrame } from "../src/protocol/index.ts";
 import { isOriginAllowed } from "../src/admission.ts";
 
@@ -70,6 +75,41 @@ describe("request signing details", { timeout: 30_000 }, () => {
     const shuffled = new URLSearchParams("c=3&B=2&auth_signature=x&auth_key=k&b=1");
     assert.equal(stringToSign("post", "/p", sorted), "POST\n/p\nauth_key=k&b=2&b=1&c=3");
     assert.equal(stringToSign("post", "/p", shuffled), "POST\n/p\nauth_key=k&b=2&b=1&c=3");
+  });
+
+  it("reads the signed query from an SDK's query text without splitting it", () => {
+    const sdk = "auth_key=k&auth_timestamp=1&auth_version=1.0&body_md5=x&auth_signature=s";
+    assert.equal(signedQueryOfText(sdk), "auth_key=k&auth_timestamp=1&auth_version=1.0&body_md5=x");
+    assert.equal(signedQueryOfText("auth_signature=s&b=1"), "b=1");
+    assert.equal(signedQueryOfText("a=1&auth_signature=s&b=1"), "a=1&b=1");
+    assert.equal(signedQueryOfText("b=1&a=1"), undefined, "not sorted");
+    assert.equal(signedQueryOfText("A=1"), undefined, "not lower-case");
+    assert.equal(signedQueryOfText("a"), undefined, "signs as a=");
+  });
+
+  it("signs a query text as the sorted pairs would be signed", () => {
+    const piece = fc.constantFrom(
+      ..."a b B z = = & & _ 1".split(" "),
+      "auth_signature=",
+      "auth_key=",
+      "&auth_signature=x",
+    );
+    const query = fc.array(piece, { maxLength: 12 }).map((pieces) => pieces.join(""));
+    let readFromText = 0;
+    fc.assert(
+      fc.property(query, (text) => {
+        const expected = stringToSign("GET", "/", new URLSearchParams(text)).split("\n")[2];
+        const fromText = signedQueryOfText(text);
+        if (fromText !== undefined) {
+          readFromText++;
+          assert.equal(fromText, expected, text);
+        }
+        const target = requestTarget(`http://127.0.0.1/?${text}`);
+        assert.equal(stringToSign("GET", "/", target.params).split("\n")[2], expected, text);
+      }),
+      { numRuns: 20_000, seed: 7 },
+    );
+    assert.ok(readFromText > 1_000, `only ${readFromText} texts were in signing order`);
   });
 
   it("splits a request URL exactly as the URL parser does", () => {

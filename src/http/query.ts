@@ -7,6 +7,8 @@
 /** What the signature check reads: the pairs in order (duplicates kept), and the first by name. */
 export interface QueryParams extends Iterable<[string, string]> {
   get(name: string): string | null;
+  /** The query as sent, when every pair in it reads as written (nothing to decode). */
+  readonly text?: string;
 }
 
 export interface RequestTarget {
@@ -31,6 +33,43 @@ class Pairs implements QueryParams {
     return this.pairs[Symbol.iterator]();
   }
 }
+
+/**
+ * A query with nothing to decode (no "%" or "+"), the form every Pusher SDK sends: `get` reads
+ * the text itself, and only iterating splits it. The signature check needs five names and, for
+ * a query already in signing order, not the pairs at all (src/http/signature.ts).
+ */
+class PlainQuery implements QueryParams {
+  constructor(readonly text: string) {}
+
+  get(name: string): string | null {
+    const { text } = this;
+    if (name === "") return this.firstWithEmptyName();
+    // A match counts where a pair starts: at 0 or after "&" (a value holds no "&").
+    for (let at = text.indexOf(name); at >= 0; at = text.indexOf(name, at + 1)) {
+      if (at > 0 && text.charCodeAt(at - 1) !== AMPERSAND) continue;
+      const after = at + name.length;
+      const next = after === text.length ? AMPERSAND : text.charCodeAt(after);
+      if (next === AMPERSAND) return "";
+      if (next !== EQUALS) continue;
+      const end = text.indexOf("&", after);
+      return text.slice(after + 1, end < 0 ? text.length : end);
+    }
+    return null;
+  }
+
+  private firstWithEmptyName(): string | null {
+    for (const [name, value] of this) if (name === "") return value;
+    return null;
+  }
+
+  [Symbol.iterator](): Iterator<[string, string]> {
+    return (parsePairs(this.text) ?? [])[Symbol.iterator]();
+  }
+}
+
+const AMPERSAND = 0x26;
+const EQUALS = 0x3d;
 
 /**
  * Path characters the URL parser keeps as they are: unreserved, sub-delims, ":", "@", "%" and "/".
@@ -92,6 +131,7 @@ export function requestTarget(url: string): RequestTarget {
   if (!PLAIN_PATH.test(path) || DOT_SEGMENT.test(path)) return viaUrlParser(url);
   const query = pathEnd === end ? "" : url.slice(pathEnd + 1, end);
   if (!PLAIN_QUERY.test(query)) return viaUrlParser(url);
+  if (!query.includes("%") && !query.includes("+")) return { path, params: new PlainQuery(query) };
   const pairs = parsePairs(query);
   return pairs ? { path, params: new Pairs(pairs) } : viaUrlParser(url);
 }
