@@ -14,8 +14,8 @@ import { TrieRouter } from "hono/router/trie-router";
 import type { ChorusNode } from "../node.ts";
 import { errorResponse, methodNotAllowed, notFound } from "./errors.ts";
 import { requestCounter } from "./middleware/count-requests.ts";
-import { type Handler, signedApi } from "./middleware/signed-api.ts";
-import type { HttpContext, HttpEnv } from "./route.ts";
+import { signedApi } from "./middleware/signed-api.ts";
+import type { HttpContext } from "./route.ts";
 import { routeTable } from "./routes/index.ts";
 
 export { metricsHandler } from "./routes/index.ts";
@@ -23,8 +23,8 @@ export { metricsHandler } from "./routes/index.ts";
 /** Sockets are counted as connections, not as HTTP requests. */
 const isSocketRoute = (pattern: string) => pattern.endsWith("/app/:key");
 
-export function createHttpApp(node: ChorusNode): Hono<HttpEnv> {
-  const root = new Hono<HttpEnv>();
+export function createHttpApp(node: ChorusNode): Hono {
+  const root = new Hono();
   const app = node.config.path ? root.basePath(node.config.path) : root;
   const count = requestCounter(node.metrics);
   const signed = signedApi(node);
@@ -32,7 +32,7 @@ export function createHttpApp(node: ChorusNode): Hono<HttpEnv> {
   const known = new SmartRouter<string>({ routers: [new RegExpRouter(), new TrieRouter()] });
 
   for (const route of routeTable(node)) {
-    const handle: Handler = route.signed ? (c) => signed(c, route.handle) : route.handle;
+    const handle = route.signed ? signed(route) : route.handle;
     let pattern = "";
     // The answer to anything it threw is made here, so that its status is counted.
     const counted = async (c: HttpContext) => {

@@ -6,19 +6,33 @@ import type { Context } from "hono";
 import type { AppConfig } from "../config.ts";
 import type { ChorusNode } from "../node.ts";
 
-/** What the signed-API middleware leaves for handlers: the app and the verified body. */
-export type HttpEnv = { Variables: { app: AppConfig; body: string } };
+export type HttpContext = Context;
 
-export type HttpContext = Context<HttpEnv>;
+/** What the signed-API checks (src/http/middleware/signed-api.ts) hand a signed route. */
+export interface SignedCall {
+  app: AppConfig;
+  /** The verified body, decoded. */
+  body: string;
+}
 
-export interface Route {
+interface RouteShape {
   method: "GET" | "POST";
   /** Under the optional path prefix (CHORUS_PATH). */
   path: string;
-  /** A Pusher HTTP API call: app lookup, rate limit, body limit and signature check first. */
-  signed: boolean;
+}
+
+/** A Pusher HTTP API call: app lookup, rate limit, body limit and signature check first. */
+export interface SignedRoute extends RouteShape {
+  signed: true;
+  handle(c: HttpContext, call: SignedCall): Response | Promise<Response>;
+}
+
+export interface PlainRoute extends RouteShape {
+  signed: false;
   handle(c: HttpContext): Response | Promise<Response>;
 }
+
+export type Route = SignedRoute | PlainRoute;
 
 /** Each endpoint file exports one of these: the route, given the node it serves. */
 export type RouteFactory = (node: ChorusNode) => Route;

@@ -7,20 +7,17 @@
 import type { ChorusNode } from "../../node.ts";
 import { HttpError, tooManyRequests } from "../errors.ts";
 import { requestTarget } from "../query.ts";
-import type { HttpContext } from "../route.ts";
+import type { HttpContext, SignedRoute } from "../route.ts";
 import { verifyRequest } from "../signature.ts";
 
-export type Handler = (c: HttpContext) => Response | Promise<Response>;
-
-/** Runs the checks of a signed call, then `handle` with the app and the verified body set. */
+/** A signed route's handler behind its checks: it gets the app and the verified body. */
 export function signedApi(
   node: ChorusNode,
-): (c: HttpContext, handle: Handler) => Promise<Response> {
-  return async (c, handle) => {
+): (route: SignedRoute) => (c: HttpContext) => Promise<Response> {
+  return (route) => async (c) => {
     const target = node.appsById.get(c.req.param("appId") ?? "");
     if (!target) return c.json({ error: "Unknown app" }, 404);
     if (!target.enabled) return c.json({ error: "Application is disabled" }, 403);
-    c.set("app", target);
     const waitMs = node.apiRequests.get(target.id)?.take(target.id, node.now()) ?? 0;
     if (waitMs > 0) {
       node.metrics.rateLimited.inc({ kind: "http_api" });
@@ -40,8 +37,7 @@ export function signedApi(
       node.now() / 1000,
     );
     if (refusal) throw new HttpError(401, refusal);
-    c.set("body", decodeBody(bytes));
-    return handle(c);
+    return route.handle(c, { app: target, body: decodeBody(bytes) });
   };
 }
 

@@ -9,8 +9,8 @@ export const channel: RouteFactory = (node) => ({
   method: "GET",
   path: "/apps/:appId/channels/:channel",
   signed: true,
-  async handle(c) {
-    const target = c.get("app");
+  async handle(c, call) {
+    const target = call.app;
     const name = c.req.param("channel") ?? "";
     if (!channelType(name)) throw new HttpError(400, `Invalid channel name "${name}"`);
     const info = parseInfo(c.req.query("info"), ["user_count", "subscription_count", "cache"]);

@@ -7,8 +7,8 @@ export const channels: RouteFactory = (node) => ({
   method: "GET",
   path: "/apps/:appId/channels",
   signed: true,
-  async handle(c) {
-    const target = c.get("app");
+  async handle(c, call) {
+    const target = call.app;
     const info = parseInfo(c.req.query("info"), ["user_count", "subscription_count"]);
     const prefix = c.req.query("filter_by_prefix") ?? "";
     const channels: Record<string, Record<string, number>> = {};

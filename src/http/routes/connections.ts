@@ -5,7 +5,7 @@ export const connections: RouteFactory = (node) => ({
   method: "GET",
   path: "/apps/:appId/connections",
   signed: true,
-  async handle(c) {
-    return c.json({ connections: await node.cluster.state.connectionCount(c.get("app").id) });
+  async handle(c, call) {
+    return c.json({ connections: await node.cluster.state.connectionCount(call.app.id) });
   },
 });

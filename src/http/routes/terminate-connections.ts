@@ -8,8 +8,8 @@ export const terminateConnections: RouteFactory = (node) => ({
   method: "POST",
   path: "/apps/:appId/users/:userId/terminate_connections",
   signed: true,
-  async handle(c) {
-    const target = c.get("app");
+  async handle(c, call) {
+    const target = call.app;
     const userId = c.req.param("userId") ?? "";
     try {
       await node.cluster.bus.publish(target.id, userControlChannel(userId), "terminate");

@@ -7,9 +7,9 @@ export const triggerBatch: RouteFactory = (node) => ({
   method: "POST",
   path: "/apps/:appId/batch_events",
   signed: true,
-  async handle(c) {
-    const target = c.get("app");
-    const events = parseBatchBody(parseJsonBody(c.get("body")), target);
+  async handle(c, call) {
+    const target = call.app;
+    const events = parseBatchBody(parseJsonBody(call.body), target);
     await Promise.all(events.map((event) => publish(node, target, event)));
     // Counts only when some event asked for them.
     if (events.every((event) => event.info.size === 0)) {

@@ -7,9 +7,9 @@ export const triggerEvent: RouteFactory = (node) => ({
   method: "POST",
   path: "/apps/:appId/events",
   signed: true,
-  async handle(c) {
-    const target = c.get("app");
-    const event = parseEventBody(parseJsonBody(c.get("body")), target);
+  async handle(c, call) {
+    const target = call.app;
+    const event = parseEventBody(parseJsonBody(call.body), target);
     await publish(node, target, event);
     if (event.info.size === 0) return c.json({});
     return c.json({ channels: await channelInfos(node, target, event) });
