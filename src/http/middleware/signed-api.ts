@@ -56,7 +56,7 @@ async function readBody(request: Request, maxSize: number): Promise<Uint8Array |
   const length = headers.get("content-length");
   if (length !== null && !headers.has("transfer-encoding")) {
     if (parseInt(length || "0", 10) > maxSize) return undefined;
-    return new Uint8Array(await request.arrayBuffer());
+    return await request.bytes();
   }
   if (!request.body) return NO_BYTES;
   const reader = request.body.getReader();
