@@ -35,6 +35,8 @@ export interface Options {
   /** perf record the measured server during every sequential phase and the api phase. */
   perf: boolean;
   apiSeconds: number;
+  /** The bare servers check signed API calls as Chorus must (BENCH_BARE_API=signed). */
+  signedBare: boolean;
   /** Phases of the public variant to run (profiling one phase: pass just that one). */
   phases: Phase[];
   /** Pin the measured server to CPU 0 and the load generators to CPU 1 (taskset). */
@@ -75,6 +77,8 @@ export const HELP = `Usage: bun bench/run.ts [flags]
   --phases a,b            phases of the public variant: moderate, sequential, saturation
                           (default all; e.g. one phase with --cpu-prof to profile it)
   --api-duration S        seconds of the api phase (default 2)
+  --signed-bare           the bare servers read, hash and sign API calls as Chorus must
+                          (BENCH_BARE_API=signed: bench/bare-bun.ts), for the api phase
   --perf                  perf record the measured server during every sequential phase
                           and the api phase (Deno with --perf-basic-prof) into bench/.out/prof/
   --heap-stats            Bun servers: JSC object counts per connection (heapStats())
@@ -111,6 +115,7 @@ const FLAGS = {
   retries: { type: "string" },
   phases: { type: "string" },
   "api-duration": { type: "string" },
+  "signed-bare": { type: "boolean" },
   perf: { type: "boolean" },
   "heap-stats": { type: "boolean" },
   "no-pin": { type: "boolean" },
@@ -160,6 +165,7 @@ export function parseOptions(argv: string[]): Invocation {
     heapStats: flags.has("heap-stats"),
     perf: flags.has("perf"),
     apiSeconds: number("api-duration", 0.5, 2),
+    signedBare: flags.has("signed-bare"),
     pin: !flags.has("no-pin") && os.availableParallelism() >= 2 &&
       existsSync("/usr/bin/taskset"),
     repeat: integer("repeat", 1, 1),

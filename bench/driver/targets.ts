@@ -110,7 +110,10 @@ function bunProfileFlags(label: string, options: StartFlags): string[] {
  * none of the bookkeeping.
  */
 function bareEnv(options: Options): Record<string, string> {
-  return { BENCH_PRESENCE_USERS: String(options.presenceUsers) };
+  return {
+    BENCH_PRESENCE_USERS: String(options.presenceUsers),
+    ...(options.signedBare ? { BENCH_BARE_API: "signed" } : {}),
+  };
 }
 
 export async function startTarget(name: TargetName, options: Options): Promise<Running> {
