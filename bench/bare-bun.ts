@@ -13,8 +13,8 @@
  * signature is computed, not compared.
  */
 import type { Server, ServerWebSocket } from "bun";
-import { createHash, createHmac } from "node:crypto";
 import { eventFrame, SubscribeAnswers } from "./lib/bare-frames.ts";
+import { signedBody } from "./lib/bare-signed.ts";
 
 interface EventBody {
   name: string;
@@ -35,15 +35,6 @@ function publishEvent(server: Server<unknown>, event: EventBody): void {
 }
 
 const signed = process.env.BENCH_BARE_API === "signed";
-const UTF8 = new TextDecoder();
-
-async function signedBody(request: Request, path: string): Promise<EventBody> {
-  const bytes = await request.bytes();
-  createHash("md5").update(bytes).digest("hex");
-  const query = request.url.slice(request.url.indexOf("?") + 1);
-  createHmac("sha256", "bench-secret").update(`POST\n${path}\n${query}`).digest("hex");
-  return JSON.parse(UTF8.decode(bytes));
-}
 
 const answers = new SubscribeAnswers(Number(process.env.BENCH_PRESENCE_USERS ?? 0));
 
@@ -63,7 +54,10 @@ const server = Bun.serve({
       return Response.json({ batch: body.batch.map(() => ({})) });
     }
     if (request.method === "POST" && path.endsWith("/events")) {
-      publishEvent(server, signed ? await signedBody(request, path) : await request.json());
+      publishEvent(
+        server,
+        signed ? await signedBody<EventBody>(request, path) : await request.json(),
+      );
       return Response.json({});
     }
     return new Response("not found", { status: 404 });

@@ -10,8 +10,8 @@
  * the body read as bytes, their MD5 and one HMAC-SHA256 over method, path and query, the bytes
  * decoded and parsed; the signature is computed, not compared.
  */
-import { createHash, createHmac } from "node:crypto";
 import { eventFrame, SubscribeAnswers } from "./lib/bare-frames.ts";
+import { signedBody } from "./lib/bare-signed.ts";
 
 interface EventBody {
   name: string;
@@ -41,15 +41,6 @@ function publishEvent(event: EventBody): void {
 const answers = new SubscribeAnswers(Number(Deno.env.get("BENCH_PRESENCE_USERS") ?? 0));
 
 const signed = Deno.env.get("BENCH_BARE_API") === "signed";
-const UTF8 = new TextDecoder();
-
-async function signedBody(request: Request, path: string): Promise<EventBody> {
-  const bytes = await request.bytes();
-  createHash("md5").update(bytes).digest("hex");
-  const query = request.url.slice(request.url.indexOf("?") + 1);
-  createHmac("sha256", "bench-secret").update(`POST\n${path}\n${query}`).digest("hex");
-  return JSON.parse(UTF8.decode(bytes));
-}
 
 function accept(request: Request): Response {
   const { socket, response } = Deno.upgradeWebSocket(request, { idleTimeout: 0 });
@@ -111,7 +102,9 @@ const server = Deno.serve({
     return Response.json({ batch: body.batch.map(() => ({})) });
   }
   if (request.method === "POST" && path.endsWith("/events")) {
-    publishEvent(signed ? await signedBody(request, path) : await request.json() as EventBody);
+    publishEvent(
+      signed ? await signedBody<EventBody>(request, path) : await request.json() as EventBody,
+    );
     return Response.json({});
   }
   return new Response("not found", { status: 404 });
