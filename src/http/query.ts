@@ -44,7 +44,7 @@ class PlainQuery implements QueryParams {
 
   get(name: string): string | null {
     const { text } = this;
-    if (name === "") return this.firstWithEmptyName();
+    if (name === "") return this.#firstWithEmptyName();
     // A match counts where a pair starts: at 0 or after "&" (a value holds no "&").
     for (let at = text.indexOf(name); at >= 0; at = text.indexOf(name, at + 1)) {
       if (at > 0 && text.charCodeAt(at - 1) !== AMPERSAND) continue;
@@ -58,7 +58,7 @@ class PlainQuery implements QueryParams {
     return null;
   }
 
-  private firstWithEmptyName(): string | null {
+  #firstWithEmptyName(): string | null {
     for (const [name, value] of this) if (name === "") return value;
     return null;
   }
