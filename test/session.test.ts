@@ -265,6 +265,59 @@ describe("session: frame queue", { timeout: 5_000 }, () => {
   });
 });
 
+describe("session: presence join and the bus", { timeout: 5_000 }, () => {
+  const room = "presence-room";
+  /** Records the order of bus interest and presence joins. */
+  async function recorded(overrides: Partial<v.InferInput<typeof AppSchema>> = {}) {
+    const h = await open(overrides);
+    const steps: string[] = [];
+    h.ports.bus.listen = (_appId, channel) => {
+      steps.push(`listen ${channel}`);
+      return Promise.resolve();
+    };
+    h.ports.bus.unlisten = (_appId, channel) => void steps.push(`unlisten ${channel}`);
+    const join = h.state.joinPresence.bind(h.state);
+    h.state.joinPresence = (member) => {
+      steps.push(`join ${member.channel}`);
+      return join(member);
+    };
+    return { h, steps };
+  }
+  const subscribe = (h: Harness, userId: string) => {
+    const channelData = JSON.stringify({ user_id: userId });
+    h.connection.onMessage(frame("pusher:subscribe", {
+      channel: room,
+      auth: sign(h.app, `${SOCKET_ID}:${room}:${channelData}`),
+      channel_data: channelData,
+    }));
+  };
+
+  it("listens before joining, so member events after the join reach this node", async () => {
+    const { h, steps } = await recorded();
+    subscribe(h, "u1");
+    await settle();
+    assert.deepEqual(steps.slice(0, 2), [`listen ${room}`, `join ${room}`]);
+    assert.equal(h.sent.at(-1)?.event, "pusher_internal:subscription_succeeded");
+  });
+
+  it("a join refused (channel full) stops listening when no local socket is in it", async () => {
+    const { h, steps } = await recorded({ max_presence_members: 1 });
+    await h.state.joinPresence({
+      appId: h.app.id,
+      channel: room,
+      socketId: "9.9",
+      userId: "u0",
+      userInfo: undefined,
+      maxMembers: 1,
+    });
+    steps.length = 0;
+    subscribe(h, "u1");
+    await settle();
+    assert.deepEqual(steps, [`listen ${room}`, `join ${room}`, `unlisten ${room}`]);
+    assert.equal(h.sent[0]?.event, "pusher:subscription_error");
+  });
+});
+
 describe("session: authorize, per channel kind", { timeout: 5_000 }, () => {
   const app = makeApp({ max_presence_member_size: 50 });
   const alice = { id: "alice", userData: '{"id":"alice"}', userInfo: { n: 1 }, watchlist: [] };

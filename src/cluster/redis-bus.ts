@@ -152,8 +152,8 @@ export class RedisBus implements Bus {
   }
 
   /**
-   * Sends `{origin node}\n{excluded socket}\n{publish time ms}\n{sequence}\n{frame}`; the script
-   * numbers the channel's events so a receiver can tell when it missed some.
+   * Sends `{origin node}\n{excluded socket}\n{publish time ms}\n{epoch}\n{sequence}\n{frame}`;
+   * the script numbers the channel's events so a receiver can tell when it missed some.
    */
   async #publishToOthers(
     appId: string,
@@ -162,15 +162,16 @@ export class RedisBus implements Bus {
     exceptSocketId: string | undefined,
   ): Promise<void> {
     const head = `${this.#ownPrefix}${exceptSocketId ?? ""}\n${Date.now()}\n`;
-    let seq: unknown;
+    let numbered: unknown;
     try {
-      seq = await this.link.runOn(this.publisher, "PUBLISH", appId, channel, head, frame);
+      numbered = await this.link.runOn(this.publisher, "PUBLISH", appId, channel, head, frame);
     } catch (error) {
       this.metrics.publishFailures++;
       throw unavailable(error);
     }
+    const [epoch, seq] = numbered as [string, number];
     // Delivered here already: if the subscriber never sees it, that is no gap.
-    this.#routes.get(this.channelKey(appId, channel))?.sequence.published(Number(seq));
+    this.#routes.get(this.channelKey(appId, channel))?.sequence.published(epoch, seq);
   }
 
   #receive(redisChannel: string, message: string): void {
@@ -179,11 +180,13 @@ export class RedisBus implements Bus {
     const originEnd = message.indexOf("\n");
     const exceptEnd = message.indexOf("\n", originEnd + 1);
     const timeEnd = message.indexOf("\n", exceptEnd + 1);
-    const seqEnd = message.indexOf("\n", timeEnd + 1);
-    if (originEnd < 0 || exceptEnd < 0 || timeEnd < 0 || seqEnd < 0) return;
-    const seq = Number(message.slice(timeEnd + 1, seqEnd));
+    const epochEnd = message.indexOf("\n", timeEnd + 1);
+    const seqEnd = message.indexOf("\n", epochEnd + 1);
+    if (originEnd < 0 || exceptEnd < 0 || timeEnd < 0 || epochEnd < 0 || seqEnd < 0) return;
+    const epoch = message.slice(timeEnd + 1, epochEnd);
+    const seq = Number(message.slice(epochEnd + 1, seqEnd));
     const own = message.startsWith(this.#ownPrefix);
-    this.#reportMissed(route, route.sequence.arrived(seq, own));
+    this.#reportMissed(route, route.sequence.arrived(epoch, seq, own));
     // Our own publishes were delivered locally already.
     if (own) return;
     const except = exceptEnd > originEnd + 1 ? message.slice(originEnd + 1, exceptEnd) : undefined;
@@ -307,31 +310,34 @@ export class RedisBus implements Bus {
   async #compareSequences(keys: string[]): Promise<void> {
     const routes = keys.map((key) => this.#routes.get(key)).filter((r) => r !== undefined);
     if (routes.length === 0) return;
-    const before = routes.map((route) => route.sequence.last);
+    const before = routes.map(({ sequence }) => `${sequence.epoch}/${sequence.last}`);
     const current = await this.#readCounters(routes.map((r) => r.seqKey));
     if (current === undefined) return;
+    const [epoch, ...counters] = current;
     // Events the counters include may still be on their way to the subscriber.
     await this.#heardEverything();
     routes.forEach((route, i) => {
+      const { sequence } = route;
       // An event that arrived meanwhile was already compared on the way in.
       if (
-        route.sequence.last !== before[i] ||
+        `${sequence.epoch}/${sequence.last}` !== before[i] ||
         this.#routes.get(this.channelKey(route.appId, route.channel)) !== route
       ) return;
-      this.#reportMissed(route, route.sequence.counted(Number(current[i] ?? 0)));
+      this.#reportMissed(route, sequence.counted(epoch, counters[i]));
     });
   }
 
   /**
-   * Reads counters, trying again while the command connection is away (it can come back after
+   * Reads counters and their epoch, trying again while the command connection is away (it can come back after
    * the subscriber): a miss must not go unnoticed because of it. Undefined once the subscriber
    * reconnected meanwhile (it compares again itself).
    */
-  async #readCounters(keys: string[]): Promise<(string | null)[] | undefined> {
+  async #readCounters(keys: string[]): Promise<[string, ...number[]] | undefined> {
     const generation = this.#subscriberGeneration;
     for (let attempt = 0; generation === this.#subscriberGeneration; attempt++) {
       try {
-        return await this.link.call((redis) => redis.mget(...keys));
+        this.link.assertReady();
+        return await this.link.run("COUNTERS", ...keys) as [string, ...number[]];
       } catch (error) {
         if (attempt === 0) {
           this.log.warn("reading event sequences failed; trying again", {

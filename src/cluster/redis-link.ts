@@ -6,9 +6,11 @@
 import type { Redis, RedisOptions } from "ioredis";
 import { errorMessage } from "../log.ts";
 import type { RedisKeys } from "./keys.ts";
-import * as scripts from "./redis-scripts.ts";
+import * as busScripts from "./bus-scripts.ts";
+import * as stateScripts from "./redis-scripts.ts";
 import { ClusterUnavailable } from "./types.ts";
 
+const scripts = { ...stateScripts, ...busScripts };
 export type ScriptName = keyof typeof scripts;
 
 /** ioredis options for every connection of a node; `timeoutMs` bounds each command. */

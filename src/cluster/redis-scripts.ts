@@ -17,10 +17,13 @@
  *   {root}:{app}:cache:{channel}          STRING last cached event (JSON), with a TTL
  *   {root}:{app}:counted                  HASH  channel -> last announced subscription count
  *   {root}:{app}:countlock:{channel}      STRING held for a second after an announcement
- *   {root}:{app}:seq:{channel}            STRING the channel's event counter, kept a day (PUBLISH)
+ *   {root}:{app}:seq:{channel}            STRING the channel's event counter, kept a day
+ *   {root}:epoch                          STRING when this Redis started numbering events
  *   {root}:{app}:ev:{channel}             pub/sub channel carrying the channel's events
  *   {root}:probe:{node}                   pub/sub channel only that node listens on (its probe)
  *   {root}:webhooks:*                     the webhook queue (src/webhooks/redis-queue.ts)
+ *
+ * The bus's scripts (numbering events, reading the numbers) are in src/cluster/bus-scripts.ts.
  *
  * Every operation is idempotent (set adds and removes), so a node can re-register its whole share
  * after Redis restarts without double counting. Node entries are tab-separated:
@@ -275,16 +278,3 @@ else
 end
 return count
 `);
-
-/**
- * Numbers and publishes one event. ARGV: root, node, app, channel, head, frame → the sequence.
- * The message is `{head}{sequence}\n{frame}` (src/cluster/redis-bus.ts). The counter lives a day
- * past the channel's last event; a counter that is gone or smaller tells receivers Redis lost it.
- */
-export const PUBLISH = `
-local key = ARGV[1] .. ':' .. ARGV[3]
-local seq = redis.call('INCR', key .. ':seq:' .. ARGV[4])
-redis.call('EXPIRE', key .. ':seq:' .. ARGV[4], 86400)
-redis.call('PUBLISH', key .. ':ev:' .. ARGV[4], ARGV[5] .. seq .. '\\n' .. ARGV[6])
-return seq
-`;

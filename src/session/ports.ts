@@ -57,6 +57,8 @@ export interface MembershipPort {
     name: string,
     session: LocalSession,
   ): { channel: LocalChannel<LocalSession> };
+  /** The local channel, while it has subscribers. */
+  get(appId: string, name: string): LocalChannel<LocalSession> | undefined;
   /** Removes a subscriber; `last` when the channel has no subscriber left on this node. */
   remove(channel: LocalChannel<LocalSession>, session: LocalSession): { last: boolean };
 }

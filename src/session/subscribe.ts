@@ -56,6 +56,11 @@ async function resendMembers(ctx: SessionContext, name: string): Promise<void> {
 async function joinPresence(ctx: SessionContext, joining: Joining): Promise<void> {
   const { app, socketId } = ctx;
   const { name, member } = joining;
+  // Member events published after our join must reach this node. When it is not listening yet
+  // (no local subscriber), it starts before the join: one published between the join and a
+  // later SUBSCRIBE would be lost, and the member list we send would stay short of it.
+  const listening = ctx.ports.bus.listen(app.id, name);
+  if (listening instanceof Promise) await listening;
   const joined = await ctx.ports.state.joinPresence({
     appId: app.id,
     channel: name,
@@ -65,6 +70,7 @@ async function joinPresence(ctx: SessionContext, joining: Joining): Promise<void
     maxMembers: app.max_presence_members,
   });
   if (!joined.ok) {
+    stopListeningUnlessSubscribed(ctx, name);
     ctx.send(subscriptionErrorFrame(
       name,
       "LimitReached",
@@ -77,6 +83,7 @@ async function joinPresence(ctx: SessionContext, joining: Joining): Promise<void
   joining.first = joined.first;
   if (ctx.isClosed()) {
     // The socket went away while we waited: undo the join.
+    stopListeningUnlessSubscribed(ctx, name);
     await ctx.ports.state.leavePresence({
       appId: app.id,
       channel: name,
@@ -86,6 +93,12 @@ async function joinPresence(ctx: SessionContext, joining: Joining): Promise<void
     return;
   }
   await attach(ctx, joining);
+}
+
+function stopListeningUnlessSubscribed(ctx: SessionContext, name: string): void {
+  const { app } = ctx;
+  const { bus, membership } = ctx.ports;
+  if (!membership.get(app.id, name)) bus.unlisten(app.id, name);
 }
 
 /** Joins the local channel and the cluster's record of it, then confirms to the client. */
