@@ -39,6 +39,25 @@ describe("batched Redis writes", { timeout: 5000 }, () => {
     assert.deepEqual((await results).map((r) => r.status), ["rejected", "rejected"]);
   });
 
+  it("a failed write is told to onFailed with its tag", async () => {
+    const failed: (string | undefined)[] = [];
+    const batch = new WriteBatch<string>(
+      () => Promise.reject(new Error("Redis: Command timed out")),
+      (tag) => failed.push(tag),
+    );
+    await Promise.allSettled([
+      batch.write(["C+", "app", "1.1", -1]),
+      batch.write(["S-", "app", "news", "1.1"], "the leave"),
+    ]);
+    assert.deepEqual(failed, [undefined, "the leave"]);
+  });
+
+  it("an answer that does not match the writes fails them", async () => {
+    const batch = new WriteBatch(() => Promise.resolve([]));
+    const results = await Promise.allSettled([batch.write(["C+", "app", "1.1", -1])]);
+    assert.deepEqual(results.map((r) => r.status), ["rejected"]);
+  });
+
   it("writes waiting behind a call go out in calls of at most 500", async () => {
     const sizes: number[] = [];
     const batch = new WriteBatch((args) => {

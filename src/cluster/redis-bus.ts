@@ -33,6 +33,8 @@ export class RedisBus implements Bus {
   readonly #routes = new Map<string, Route>();
   /** Redis channels this node subscribed (or is subscribing) to, with the pending SUBSCRIBE. */
   readonly #active = new Map<string, Promise<void>>();
+  /** Those of `#active` whose SUBSCRIBE is done: `listen` has nothing to wait for. */
+  readonly #listening = new Set<string>();
   readonly #toSubscribe = new Set<string>();
   readonly #toUnsubscribe = new Set<string>();
   readonly #waiters = new Map<string, (() => void)[]>();
@@ -205,8 +207,12 @@ export class RedisBus implements Bus {
     this.onEventsMissed(route.appId, route.channel);
   }
 
-  listen(appId: string, channel: string): Promise<void> {
+  listen(appId: string, channel: string): Promise<void> | undefined {
     const key = this.channelKey(appId, channel);
+    if (this.#listening.has(key)) {
+      this.#toUnsubscribe.delete(key);
+      return;
+    }
     if (!this.#routes.has(key)) {
       const seqKey = this.link.keys.sequence(appId, channel);
       this.#routes.set(key, { appId, channel, seqKey, sequence: new ChannelSequence() });
@@ -262,12 +268,16 @@ export class RedisBus implements Bus {
         },
       );
       for (const key of keys) this.#active.set(key, done);
+      done.then(() => {
+        for (const key of keys) if (this.#active.get(key) === done) this.#listening.add(key);
+      });
     }
     if (this.#toUnsubscribe.size > 0) {
       const keys = [...this.#toUnsubscribe];
       this.#toUnsubscribe.clear();
       for (const key of keys) {
         this.#active.delete(key);
+        this.#listening.delete(key);
         this.#routes.delete(key);
       }
       this.subscriber.unsubscribe(...keys).catch((error) =>

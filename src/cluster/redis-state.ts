@@ -31,19 +31,25 @@ export type Departure =
 
 export class RedisState implements State {
   readonly #rosters = new RosterMirror();
-  readonly #writes: WriteBatch;
+  readonly #writes: WriteBatch<Departure>;
 
   constructor(
     readonly link: RedisLink,
     /** A write failed (departure: the leave to apply later); the share must be written again. */
     readonly onWriteFailed: (departure?: Departure) => void,
   ) {
-    this.#writes = new WriteBatch((args) => link.run("WRITES", ...args));
+    this.#writes = new WriteBatch(
+      (args) => link.run("WRITES", ...args),
+      (departure) => this.onWriteFailed(departure),
+    );
   }
 
-  /** Queues a connection or subscription record (src/cluster/redis-writes.ts). */
+  /**
+   * Queues a connection or subscription record (src/cluster/redis-writes.ts, which marks a
+   * failed one as `#marked` does): the connect and subscribe path, one promise per record.
+   */
   #record(departure: Departure | undefined, ...write: (string | number)[]): Promise<number> {
-    return this.#marked(departure, this.#writes.write(write));
+    return this.#writes.write(write, departure);
   }
 
   /** Runs a writing script. */
@@ -64,10 +70,8 @@ export class RedisState implements State {
     }
   }
 
-  async addConnection(
-    { appId, socketId, max }: SocketRef & { max: number | null },
-  ): Promise<boolean> {
-    return await this.#record(undefined, "C+", appId, socketId, max ?? -1) === 1;
+  addConnection({ appId, socketId, max }: SocketRef & { max: number | null }): Promise<boolean> {
+    return this.#record(undefined, "C+", appId, socketId, max ?? -1).then(isOne);
   }
 
   async removeConnection({ appId, socketId }: SocketRef): Promise<void> {
@@ -79,11 +83,8 @@ export class RedisState implements State {
     return await this.link.call((redis) => redis.scard(key));
   }
 
-  async addSubscription(
-    { appId, channel, socketId }: SubscriptionRef,
-  ): Promise<{ occupied: boolean }> {
-    const reply = await this.#record(undefined, "S+", appId, channel, socketId);
-    return { occupied: reply === 1 };
+  addSubscription({ appId, channel, socketId }: SubscriptionRef): Promise<{ occupied: boolean }> {
+    return this.#record(undefined, "S+", appId, channel, socketId).then(occupied);
   }
 
   async removeSubscription(
@@ -241,4 +242,15 @@ function toFlatList(reply: unknown): unknown[] {
   if (reply instanceof Map) return [...reply].flat();
   if (reply && typeof reply === "object") return Object.entries(reply).flat();
   return [];
+}
+
+function isOne(reply: number): boolean {
+  return reply === 1;
+}
+
+const OCCUPIED = { occupied: true } as const;
+const NOT_OCCUPIED = { occupied: false } as const;
+
+function occupied(reply: number): { occupied: boolean } {
+  return reply === 1 ? OCCUPIED : NOT_OCCUPIED;
 }

@@ -12,25 +12,38 @@ const MAX_WRITES_PER_CALL = 500;
 
 type Write = (string | number)[];
 
-interface Queued {
+interface Queued<Tag> {
   write: Write;
+  tag: Tag | undefined;
   resolve(reply: number): void;
   reject(error: unknown): void;
 }
 
-export class WriteBatch {
-  #queue: Queued[] = [];
+/** `Tag`: what a failed write hands to `onFailed` (for the state: the leave to apply later). */
+export class WriteBatch<Tag = never> {
+  #queue: Queued<Tag>[] = [];
   #inFlight = false;
 
-  /** `run` sends one WRITES call with the writes' arguments, one after the other. */
-  constructor(readonly run: (args: (string | number)[]) => Promise<unknown>) {}
+  /**
+   * `run` sends one WRITES call with the writes' arguments, one after the other; `onFailed` hears
+   * of every write that failed, before its promise rejects.
+   */
+  constructor(
+    readonly run: (args: (string | number)[]) => Promise<unknown>,
+    readonly onFailed: (tag: Tag | undefined) => void = () => {},
+  ) {}
 
   /** Queues one write (its op code and arguments); resolves with its answer. */
-  write(write: Write): Promise<number> {
+  write(write: Write, tag?: Tag): Promise<number> {
     return new Promise((resolve, reject) => {
-      this.#queue.push({ write, resolve, reject });
+      this.#queue.push({ write, tag, resolve, reject });
       if (!this.#inFlight) this.#send();
     });
+  }
+
+  #fail(queued: Queued<Tag>, error: unknown): void {
+    this.onFailed(queued.tag);
+    queued.reject(error);
   }
 
   #send(): void {
@@ -44,12 +57,16 @@ export class WriteBatch {
     this.run(args).then(
       (replies) => {
         const answers = replies as unknown[];
+        if (answers.length !== batch.length) {
+          const error = new Error(`WRITES answered ${answers.length} of ${batch.length} writes`);
+          return batch.forEach((queued) => this.#fail(queued, error));
+        }
         batch.forEach((queued, i) => queued.resolve(Number(answers[i])));
       },
       (error) => {
-        batch.forEach((queued) => queued.reject(error));
+        batch.forEach((queued) => this.#fail(queued, error));
         // Redis failed: what waited behind fails now too, not one timeout later.
-        this.#queue.splice(0).forEach((queued) => queued.reject(error));
+        this.#queue.splice(0).forEach((queued) => this.#fail(queued, error));
       },
     ).finally(() => {
       this.#inFlight = false;

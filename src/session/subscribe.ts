@@ -123,10 +123,14 @@ function attach(ctx: SessionContext, joining: Joining): Step {
   // Events published once the client holds subscription_succeeded must reach it.
   const recorded = state.addSubscription({ appId: app.id, channel: name, socketId });
   const listening = bus.listen(app.id, name);
-  if (recorded instanceof Promise || listening instanceof Promise || control instanceof Promise) {
+  if (listening instanceof Promise || control instanceof Promise) {
     return Promise.all([recorded, listening, control]).then(([{ occupied }]) =>
       confirm(ctx, joining, occupied)
     );
+  }
+  // The common case in a cluster: the node listens already, one record to wait for.
+  if (recorded instanceof Promise) {
+    return recorded.then(({ occupied }) => confirm(ctx, joining, occupied));
   }
   return confirm(ctx, joining, recorded.occupied);
 }
