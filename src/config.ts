@@ -157,17 +157,46 @@ function readConfigFile(env: Env, readFile: (path: string) => string): Shape {
   return raw as Shape;
 }
 
-function appFromEnv(env: Env): Record<string, string> | undefined {
+const RECOVERY_ENV = [
+  "CHORUS_APP_RECOVERY_CHANNELS",
+  "CHORUS_APP_RECOVERY_TTL_S",
+  "CHORUS_APP_RECOVERY_MAX_MESSAGES",
+];
+
+/** CHORUS_APP_RECOVERY_*: the env app's `recovery` (src/config/schema.ts), when channels are named. */
+function recoveryFromEnv(env: Env): Record<string, unknown> | undefined {
+  const channels = env.CHORUS_APP_RECOVERY_CHANNELS;
+  if (!channels) {
+    const stray = RECOVERY_ENV.find((name) => env[name]);
+    if (stray) throw new ConfigError(`${stray}: needs CHORUS_APP_RECOVERY_CHANNELS`);
+    return undefined;
+  }
+  const recovery: Record<string, unknown> = {
+    channels: channels.split(",").map((pattern) => pattern.trim()).filter((p) => p !== ""),
+  };
+  for (const [name, field] of [["TTL_S", "ttl_s"], ["MAX_MESSAGES", "max_messages"]]) {
+    const raw = env[`CHORUS_APP_RECOVERY_${name}`];
+    if (raw) recovery[field] = /^\d+$/.test(raw) ? Number(raw) : raw;
+  }
+  return recovery;
+}
+
+function appFromEnv(env: Env): Record<string, unknown> | undefined {
   const id = env.CHORUS_APP_ID ?? env.REVERB_APP_ID;
   const key = env.CHORUS_APP_KEY ?? env.REVERB_APP_KEY;
   const secret = env.CHORUS_APP_SECRET ?? env.REVERB_APP_SECRET;
-  if (id === undefined && key === undefined && secret === undefined) return undefined;
+  if (id === undefined && key === undefined && secret === undefined) {
+    const stray = RECOVERY_ENV.find((name) => env[name]);
+    if (stray) throw new ConfigError(`${stray}: needs the env app (CHORUS_APP_ID, _KEY, _SECRET)`);
+    return undefined;
+  }
   const missing = [["CHORUS_APP_ID", id], ["CHORUS_APP_KEY", key], ["CHORUS_APP_SECRET", secret]]
     .filter(([, value]) => !value).map(([name]) => name);
   if (missing.length > 0) {
     throw new ConfigError(`${missing.join(", ")}: required when any CHORUS_APP_* is set`);
   }
-  return { id: id!, key: key!, secret: secret! };
+  const recovery = recoveryFromEnv(env);
+  return { id: id!, key: key!, secret: secret!, ...(recovery ? { recovery } : {}) };
 }
 
 function parseApp(raw: unknown, where: string): AppConfig {

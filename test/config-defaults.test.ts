@@ -11,7 +11,13 @@ import { AppSchema, ConfigSchema } from "../src/config/schema.ts";
 
 const README = readFileSync(new URL("../README.md", import.meta.url), "utf8");
 const FILE_DEFAULTS = v.parse(ConfigSchema, {}) as Record<string, unknown>;
-const APP_DEFAULTS = v.parse(AppSchema, { id: "a", key: "k", secret: "s" }) as Record<
+// With `recovery` present (it has no default of its own), so its keys' defaults show.
+const APP_DEFAULTS = v.parse(AppSchema, {
+  id: "a",
+  key: "k",
+  secret: "s",
+  recovery: { channels: ["*"] },
+}) as Record<
   string,
   unknown
 >;

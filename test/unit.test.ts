@@ -5,6 +5,7 @@ import assert from "node:assert/strict";
 import fc from "fast-check";
 import { hmacSha256Hex, md5Hex, safeEqual, verifySocketAuth } from "../src/auth.ts";
 import { channelType } from "../src/channels/index.ts";
+import { keepPolicy } from "../src/channels/index.ts";
 import { ConfigError, loadConfig } from "../src/config.ts";
 import { requestTarget } from "../src/http/query.ts";
 import {
@@ -174,6 +175,52 @@ describe("config", { timeout: 10_000 }, () => {
     );
     assert.throws(() => loadConfig({ CHORUS_CONFIG: "c.json" }, () => "{"), /CHORUS_CONFIG/);
     assert.throws(() => loadConfig({ CHORUS_CONFIG: "c.json" }, () => '{"nope":1}'), /nope/);
+  });
+
+  it("reads an app's recovery, from the file and from CHORUS_APP_RECOVERY_*", () => {
+    const env = { CHORUS_APP_ID: "1", CHORUS_APP_KEY: "k", CHORUS_APP_SECRET: "s" };
+    assert.equal(loadConfig(env).apps[0].recovery, undefined, "none unless asked for");
+    const fromEnv = loadConfig({
+      ...env,
+      CHORUS_APP_RECOVERY_CHANNELS: "orders-*, private-chat",
+      CHORUS_APP_RECOVERY_TTL_S: "60",
+    }).apps[0];
+    assert.deepEqual(fromEnv.recovery, {
+      channels: ["orders-*", "private-chat"],
+      ttl_s: 60,
+      max_messages: 300,
+    });
+    assert.equal(keepPolicy(fromEnv, "orders-12")?.ttlMs, 60_000);
+    assert.equal(keepPolicy(fromEnv, "private-chat")?.maxMessages, 300);
+    assert.equal(keepPolicy(fromEnv, "private-chat-2"), undefined, "a pattern matches whole names");
+    assert.equal(keepPolicy(fromEnv, "orders"), undefined, "the literal parts must match");
+    const all = loadConfig({ ...env, CHORUS_APP_RECOVERY_CHANNELS: "*" }).apps[0];
+    assert.ok(keepPolicy(all, "presence-room") !== undefined);
+  });
+
+  it("names a bad recovery setting", () => {
+    const env = { CHORUS_APP_ID: "1", CHORUS_APP_KEY: "k", CHORUS_APP_SECRET: "s" };
+    assert.throws(
+      () =>
+        loadConfig({ ...env, CHORUS_APP_RECOVERY_CHANNELS: "a", CHORUS_APP_RECOVERY_TTL_S: "0" }),
+      /recovery\.ttl_s: expected at least 1/,
+    );
+    assert.throws(
+      () => loadConfig({ ...env, CHORUS_APP_RECOVERY_MAX_MESSAGES: "5" }),
+      /CHORUS_APP_RECOVERY_MAX_MESSAGES: needs CHORUS_APP_RECOVERY_CHANNELS/,
+    );
+    assert.throws(
+      () => loadConfig({ CHORUS_APP_RECOVERY_CHANNELS: "*" }),
+      /CHORUS_APP_RECOVERY_CHANNELS: needs the env app/,
+    );
+    const file = (recovery: unknown) =>
+      JSON.stringify({ apps: [{ id: "1", key: "k", secret: "s", recovery }] });
+    const load = (recovery: unknown) =>
+      loadConfig({ CHORUS_CONFIG: "c.json" }, () => file(recovery));
+    assert.throws(() => load({ channels: [] }), /apps\.0\.recovery\.channels: must not be empty/);
+    assert.throws(() => load({ channels: ["bad name"] }), /channel name pattern/);
+    assert.throws(() => load({ channels: ["*"], max_messages: 0 }), /max_messages/);
+    assert.throws(() => load({ channels: ["*"], keep: 1 }), /keep/);
   });
 
   it("normalizes the path prefix", () => {

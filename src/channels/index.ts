@@ -4,3 +4,4 @@ export * from "./kinds.ts";
 export * from "./members.ts";
 export * from "./registry.ts";
 export * from "./roster.ts";
+export * from "./recovery.ts";

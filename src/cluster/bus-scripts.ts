@@ -20,16 +20,62 @@ end
 `;
 
 /**
- * Numbers and publishes one event. ARGV: root, node, app, channel, head, frame
+ * Numbers and publishes one event. ARGV: root, node, app, channel, head, frame, then for a
+ * recovery channel the events to keep (0: none), their ttl in ms and the excluded socket
  * → { epoch, sequence }. The message is `{head}{epoch}\n{sequence}\n{frame}`. The counter lives
  * a day past the channel's last event.
+ *
+ * A recovery channel's history, in the same script so its order is the delivery order:
+ *   {root}:{app}:hmeta:{channel}   HASH   e: the history's epoch, s: its last serial
+ *   {root}:{app}:hist:{channel}    STREAM s: serial, f: frame, x: excluded socket; capped
+ * both expiring `ttl` after the last event: a history that ran out starts again at serial 1 in
+ * a new epoch.
  */
 export const PUBLISH = `${EPOCH}
 local key = ARGV[1] .. ':' .. ARGV[3]
 local seq = redis.call('INCR', key .. ':seq:' .. ARGV[4])
 redis.call('EXPIRE', key .. ':seq:' .. ARGV[4], 86400)
+if ARGV[7] and ARGV[7] ~= '0' then
+  local meta = key .. ':hmeta:' .. ARGV[4]
+  local hist = key .. ':hist:' .. ARGV[4]
+  local serial = redis.call('HINCRBY', meta, 's', 1)
+  if serial == 1 then
+    local now = redis.call('TIME')
+    redis.call('HSET', meta, 'e', now[1] .. '.' .. now[2])
+    redis.call('DEL', hist)
+  end
+  redis.call('XADD', hist, 'MAXLEN', ARGV[7], '*', 's', serial, 'f', ARGV[6], 'x', ARGV[9])
+  redis.call('PEXPIRE', meta, ARGV[8])
+  redis.call('PEXPIRE', hist, ARGV[8])
+end
 redis.call('PUBLISH', key .. ':ev:' .. ARGV[4], ARGV[5] .. epoch .. '\\n' .. seq .. '\\n' .. ARGV[6])
 return { epoch, seq }
+`;
+
+/**
+ * A recovery channel's kept events after a serial. ARGV: root, node, app, channel, since, ttl ms
+ * → { epoch ('' none), last serial, first kept serial (0 none), then serial, frame, excluded
+ * socket for each kept event after since }. Events older than the ttl count as gone.
+ */
+export const HISTORY = `
+local key = ARGV[1] .. ':' .. ARGV[3]
+local meta = redis.call('HMGET', key .. ':hmeta:' .. ARGV[4], 'e', 's')
+if not meta[1] then return { '', 0, 0 } end
+local now = redis.call('TIME')
+local from = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) - tonumber(ARGV[6])
+local entries = redis.call('XRANGE', key .. ':hist:' .. ARGV[4], string.format('%.0f', from), '+')
+local since = tonumber(ARGV[5])
+local out = { meta[1], tonumber(meta[2]), 0 }
+for i, entry in ipairs(entries) do
+  local serial = tonumber(entry[2][2])
+  if i == 1 then out[3] = serial end
+  if serial > since then
+    out[#out + 1] = serial
+    out[#out + 1] = entry[2][4]
+    out[#out + 1] = entry[2][6]
+  end
+end
+return out
 `;
 
 /**

@@ -1,6 +1,7 @@
 /** The single-process cluster: in-memory state, and a bus that delivers straight to this node. */
 import { isPresence } from "../channels/index.ts";
 import { Roster } from "../channels/index.ts";
+import { MemoryHistory } from "./history.ts";
 import type {
   Bus,
   CachedEvent,
@@ -9,6 +10,7 @@ import type {
   ClusterHost,
   CountClaim,
   JoinResult,
+  KeepPolicy,
   LocalDelivery,
   MemberRef,
   SignInRef,
@@ -237,14 +239,28 @@ class LocalBus implements Bus {
   readonly ready = true;
   deliver: LocalDelivery = () => {};
 
-  publish(appId: string, channel: string, frame: string, exceptSocketId?: string): Promise<void> {
+  constructor(readonly history: MemoryHistory) {}
+
+  publish(
+    appId: string,
+    channel: string,
+    frame: string,
+    exceptSocketId?: string,
+    keep?: KeepPolicy,
+  ): Promise<void> {
+    if (keep) this.history.append(appId, channel, frame, exceptSocketId, keep);
     this.deliver(appId, channel, frame, exceptSocketId);
     return Promise.resolve();
   }
 
-  relay(appId: string, channel: string, frame: string, exceptSocketId?: string): Promise<void> {
-    this.deliver(appId, channel, frame, exceptSocketId);
-    return Promise.resolve();
+  relay(
+    appId: string,
+    channel: string,
+    frame: string,
+    exceptSocketId?: string,
+    keep?: KeepPolicy,
+  ): Promise<void> {
+    return this.publish(appId, channel, frame, exceptSocketId, keep);
   }
 
   listen(): void {}
@@ -256,7 +272,8 @@ class LocalBus implements Bus {
 }
 
 export class LocalCluster implements Cluster {
-  readonly bus = new LocalBus();
+  readonly history = new MemoryHistory();
+  readonly bus = new LocalBus(this.history);
   readonly state = new LocalState();
 
   constructor(readonly nodeId: string, readonly region: string) {}

@@ -9,7 +9,7 @@ import { errorMessage, type Logger } from "../log.ts";
 import type { Metrics } from "../metrics.ts";
 import { type RedisLink, unavailable } from "./redis-link.ts";
 import { ChannelSequence } from "./sequence.ts";
-import { type Bus, ClusterUnavailable, type LocalDelivery } from "./types.ts";
+import { type Bus, ClusterUnavailable, type KeepPolicy, type LocalDelivery } from "./types.ts";
 
 /** How often a node checks that its own publishes come back through its subscriber. */
 export const PROBE_INTERVAL_MS = 500;
@@ -47,7 +47,13 @@ export class RedisBus implements Bus {
   readonly probeKey: string;
   #probeHeardAt = 0;
   /** Relays made while the publisher was not connected, sent when it is. */
-  #heldRelays: { appId: string; channel: string; frame: string; exceptSocketId?: string }[] = [];
+  #heldRelays: {
+    appId: string;
+    channel: string;
+    frame: string;
+    exceptSocketId?: string;
+    keep?: KeepPolicy;
+  }[] = [];
   #subscribedOnce = false;
   /** Every subscription is made again after a reconnect and what it missed is known. */
   #subscribed = false;
@@ -105,8 +111,8 @@ export class RedisBus implements Bus {
     const held = this.#heldRelays;
     this.#heldRelays = [];
     // Written in order on one connection, so they arrive in the order they were made.
-    for (const { appId, channel, frame, exceptSocketId } of held) {
-      this.#publishToOthers(appId, channel, frame, exceptSocketId).catch((error) =>
+    for (const { appId, channel, frame, exceptSocketId, keep } of held) {
+      this.#publishToOthers(appId, channel, frame, exceptSocketId, keep).catch((error) =>
         this.log.warn("held relay to other nodes failed", { channel, error: errorMessage(error) })
       );
     }
@@ -121,12 +127,13 @@ export class RedisBus implements Bus {
     channel: string,
     frame: string,
     exceptSocketId?: string,
+    keep?: KeepPolicy,
   ): Promise<void> {
     if (!this.ready) {
       this.metrics.publishFailures++;
       throw new ClusterUnavailable("Redis is not connected");
     }
-    await this.#publishToOthers(appId, channel, frame, exceptSocketId);
+    await this.#publishToOthers(appId, channel, frame, exceptSocketId, keep);
     this.deliver(appId, channel, frame, exceptSocketId);
   }
 
@@ -135,19 +142,22 @@ export class RedisBus implements Bus {
     channel: string,
     frame: string,
     exceptSocketId?: string,
+    keep?: KeepPolicy,
   ): Promise<void> {
     this.deliver(appId, channel, frame, exceptSocketId);
     if (this.publisher.status !== "ready") {
       // Member and watchlist events decided while the publisher reconnects (the command
       // connection can be back first) must still reach the other nodes: held, in order.
-      if (this.#heldRelays.push({ appId, channel, frame, exceptSocketId }) > MAX_HELD_RELAYS) {
+      if (
+        this.#heldRelays.push({ appId, channel, frame, exceptSocketId, keep }) > MAX_HELD_RELAYS
+      ) {
         this.#heldRelays.shift();
         this.log.warn("relay dropped: too many held while Redis is not connected", { channel });
       }
       return;
     }
     try {
-      await this.#publishToOthers(appId, channel, frame, exceptSocketId);
+      await this.#publishToOthers(appId, channel, frame, exceptSocketId, keep);
     } catch (error) {
       this.log.warn("relay to other nodes failed", { channel, error: errorMessage(error) });
     }
@@ -162,11 +172,25 @@ export class RedisBus implements Bus {
     channel: string,
     frame: string,
     exceptSocketId: string | undefined,
+    keep: KeepPolicy | undefined,
   ): Promise<void> {
-    const head = `${this.#ownPrefix}${exceptSocketId ?? ""}\n${Date.now()}\n`;
+    const except = exceptSocketId ?? "";
+    const head = `${this.#ownPrefix}${except}\n${Date.now()}\n`;
     let numbered: unknown;
     try {
-      numbered = await this.link.runOn(this.publisher, "PUBLISH", appId, channel, head, frame);
+      numbered = keep === undefined
+        ? await this.link.runOn(this.publisher, "PUBLISH", appId, channel, head, frame)
+        : await this.link.runOn(
+          this.publisher,
+          "PUBLISH",
+          appId,
+          channel,
+          head,
+          frame,
+          keep.maxMessages,
+          keep.ttlMs,
+          except,
+        );
     } catch (error) {
       this.metrics.publishFailures++;
       throw unavailable(error);

@@ -13,6 +13,7 @@ import { errorMessage, type Logger } from "../log.ts";
 import type { Metrics } from "../metrics.ts";
 import { PROBE_INTERVAL_MS, RedisBus } from "./redis-bus.ts";
 import { RedisKeys } from "./keys.ts";
+import { RedisHistory } from "./redis-history.ts";
 import { connectionOptions, RedisLink } from "./redis-link.ts";
 import { parseUserInfo } from "../channels/index.ts";
 import { type Departure, RedisState } from "./redis-state.ts";
@@ -50,6 +51,7 @@ export class RedisCluster implements Cluster {
   readonly link: RedisLink;
   readonly bus: RedisBus;
   readonly state: RedisState;
+  readonly history: RedisHistory;
   readonly #leaseMs: number;
   readonly #log: Logger;
   #host: ClusterHost | undefined;
@@ -86,6 +88,7 @@ export class RedisCluster implements Cluster {
       connectionOptions(timeout, { maxRetriesPerRequest: null, autoResubscribe: false }),
     );
     this.bus = new RedisBus(this.link, publisher, subscriber, metrics, log);
+    this.history = new RedisHistory(this.link);
     this.state = new RedisState(this.link, (departure) => this.#writeFailed(departure));
   }
 

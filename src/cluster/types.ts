@@ -25,18 +25,69 @@ export type LocalDelivery = (
   exceptSocketId: string | undefined,
 ) => void;
 
+/** How a recovery channel's events are kept (apps[].recovery, src/channels/recovery.ts). */
+export interface KeepPolicy {
+  maxMessages: number;
+  ttlMs: number;
+}
+
+/** One event kept in a channel's history, as its subscribers got it. */
+export interface KeptEvent {
+  /** Its place in the channel's history: 1, 2, 3... within one epoch, in delivery order. */
+  serial: number;
+  frame: string;
+  /** The socket it was not sent to (socket_id on trigger, the sender of a client event). */
+  exceptSocketId?: string;
+}
+
+/** What a channel's history holds after a serial (`History.read`). */
+export interface HistoryPage {
+  /**
+   * Names one unbroken history of the channel; a new one starts when the history was lost
+   * (Redis restarted empty, or nothing was published for the ttl). "" when there is none.
+   */
+  epoch: string;
+  /** The last serial given in this epoch (0: none). */
+  serial: number;
+  /** The kept events after the serial asked for, in order. */
+  events: KeptEvent[];
+  /** Every event of this epoch after the serial asked for is in `events`: none was dropped. */
+  complete: boolean;
+}
+
+/**
+ * Recovery channels' histories (written by `Bus.publish` and `Bus.relay` given a `KeepPolicy`,
+ * atomically with the publish). The same rules for both drivers: test/history-contract.test.ts.
+ */
+export interface History {
+  read(appId: string, channel: string, since: number, keep: KeepPolicy): Promise<HistoryPage>;
+}
+
 export interface Bus {
   /**
    * Delivers `frame` to every subscriber of the channel on every node, except the socket
    * `exceptSocketId`. Resolves once delivery is guaranteed; rejects when it cannot be (the HTTP
-   * API then answers 503), in which case nothing was delivered.
+   * API then answers 503), in which case nothing was delivered. With `keep`, the event is also
+   * kept in the channel's history.
    */
-  publish(appId: string, channel: string, frame: string, exceptSocketId?: string): Promise<void>;
+  publish(
+    appId: string,
+    channel: string,
+    frame: string,
+    exceptSocketId?: string,
+    keep?: KeepPolicy,
+  ): Promise<void>;
   /**
    * Delivers to local subscribers now and to other nodes as soon as it can (client events,
    * member events). Never rejects (a failure is logged); resolves once other nodes were tried.
    */
-  relay(appId: string, channel: string, frame: string, exceptSocketId?: string): Promise<void>;
+  relay(
+    appId: string,
+    channel: string,
+    frame: string,
+    exceptSocketId?: string,
+    keep?: KeepPolicy,
+  ): Promise<void>;
   /**
    * This node has a first local subscriber to the channel: start receiving its events.
    * Resolves once events published from now on will arrive.
@@ -190,6 +241,7 @@ export interface Cluster {
   readonly region: string;
   readonly bus: Bus;
   readonly state: State;
+  readonly history: History;
   start(host: ClusterHost): Promise<void>;
   /** Removes this node's share of the state and announces what that changes. */
   leave(): Promise<void>;

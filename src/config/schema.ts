@@ -35,6 +35,25 @@ const WebhookSchema = v.strictObject({
   })),
 });
 
+/** Channels whose events are kept so clients can recover them (docs/recovery.md). */
+const RecoverySchema = v.strictObject({
+  /** Channel name patterns, `*` matching any run of characters (`*` alone: every channel). */
+  channels: v.pipe(
+    v.array(
+      v.pipe(
+        v.string("expected a string"),
+        v.regex(/^[-a-zA-Z0-9_=@,.;*]+$/, "must be a channel name pattern (`*` for any part)"),
+      ),
+      "expected a list of channel name patterns",
+    ),
+    v.minLength(1, "must not be empty"),
+  ),
+  /** Seconds events (and sessions) are kept. */
+  ttl_s: v.optional(int(1, 86_400), 120),
+  /** Events kept per channel, at most. */
+  max_messages: v.optional(int(1, 10_000), 300),
+});
+
 export const AppSchema = v.strictObject({
   id: identifier,
   key: identifier,
@@ -68,6 +87,8 @@ export const AppSchema = v.strictObject({
   /** HTTP API requests per second for this app on each node (429 beyond); null means no limit. */
   api_rate_limit: v.optional(v.nullable(positiveInt), null),
   webhooks: v.optional(v.array(WebhookSchema), []),
+  /** Missed-event recovery for some channels; absent: none. */
+  recovery: v.optional(RecoverySchema),
 });
 
 /** false, "fly", "xff" or a number of proxies that each append to X-Forwarded-For. */

@@ -1,5 +1,5 @@
 /** From an accepted HTTP event to the bus: one frame per channel, and the counts asked for. */
-import { isPresence } from "../channels/index.ts";
+import { isPresence, keepPolicy } from "../channels/index.ts";
 import type { ChannelCounts } from "../cluster/types.ts";
 import type { AppConfig } from "../config.ts";
 import { errorMessage } from "../log.ts";
@@ -20,7 +20,7 @@ export async function publish(
     // Most events name one channel: no array of promises for it.
     if (channels.length === 1) {
       const frame = channelEventFrame(event.name, channels[0], event.data);
-      await bus.publish(app.id, channels[0], frame, event.socketId);
+      await bus.publish(app.id, channels[0], frame, event.socketId, keepPolicy(app, channels[0]));
     } else {
       await Promise.all(channels.map((channel) =>
         bus.publish(
@@ -28,6 +28,7 @@ export async function publish(
           channel,
           channelEventFrame(event.name, channel, event.data),
           event.socketId,
+          keepPolicy(app, channel),
         )
       ));
     }

@@ -1,4 +1,5 @@
 /** Client events (protocol.md §5): checks, a token bucket per socket, relay, webhook. */
+import { keepPolicy } from "../channels/index.ts";
 import { TokenBucket } from "../limits.ts";
 import { ErrorCode } from "../protocol/index.ts";
 import { channelEventFrame } from "../protocol/index.ts";
@@ -42,7 +43,7 @@ export class ClientEvents {
       return;
     }
     const frame = channelEventFrame(event, channel, data, subscription.userId);
-    bus.relay(app.id, channel, frame, ctx.socketId);
+    bus.relay(app.id, channel, frame, ctx.socketId, keepPolicy(app, channel));
     if (announcements.webhooks.wants(app, "client_event")) {
       announcements.webhooks.emit(app, {
         name: "client_event",

@@ -6,6 +6,7 @@ import type { ChorusNode } from "../../node.ts";
 import type { Route } from "../route.ts";
 import { appHealth } from "./app-health.ts";
 import { channel } from "./channel.ts";
+import { channelEvents } from "./channel-events.ts";
 import { channelUsers } from "./channel-users.ts";
 import { channels } from "./channels.ts";
 import { connections } from "./connections.ts";
@@ -32,6 +33,7 @@ export function routeTable(node: ChorusNode): Route[] {
     channels,
     channel,
     channelUsers,
+    channelEvents,
     terminateConnections,
     connections,
   ].map((route) => route(node));
