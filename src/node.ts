@@ -15,7 +15,13 @@ import {
   RefusedSession,
   type SessionPorts,
 } from "./session/index.ts";
-import type { Cluster, ClusterChange, ClusterParts, NodeSnapshot } from "./cluster/index.ts";
+import type {
+  Cluster,
+  ClusterChange,
+  ClusterParts,
+  KeptPosition,
+  NodeSnapshot,
+} from "./cluster/index.ts";
 import type { WebhookQueue } from "./webhooks/index.ts";
 import { errorMessage, type Logger } from "./log.ts";
 import { ErrorCode } from "./protocol/index.ts";
@@ -91,6 +97,8 @@ export class ChorusNode {
     }
     this.#sessionPorts = {
       state: this.cluster.state,
+      history: this.cluster.history,
+      sessions: this.cluster.sessions,
       bus: this.cluster.bus,
       membership: this.registry,
       announcements: {
@@ -331,7 +339,7 @@ export class ChorusNode {
       origin: c.req.header("origin"),
     }, this.appsByKey);
     if ("refusal" in admitted) return new RefusedSession(this.#sessionPorts, admitted.refusal);
-    return new Connection(this.#sessionPorts, admitted.app);
+    return new Connection(this.#sessionPorts, admitted.app, c.req.param("session"));
   }
 
   /** Fan-out goes through the server that holds the sockets (never a metrics listener). */
@@ -345,9 +353,14 @@ export class ChorusNode {
     channelName: string,
     frame: string,
     exceptSocketId: string | undefined,
+    position?: KeptPosition,
   ): void => {
     const channel = this.registry.get(appId, channelName);
     if (!channel) return;
+    if (position !== undefined) {
+      channel.position = position;
+      channel.keptDeliveries++;
+    }
     if (isUserControlChannel(channelName)) {
       for (const connection of [...channel.subscribers]) {
         connection.terminate(ErrorCode.Unauthorized, "Connection terminated by the server");
@@ -362,6 +375,11 @@ export class ChorusNode {
       if (channel.bytesSinceSlowConsumerCheck >= this.config.socketBufferLimit) {
         channel.bytesSinceSlowConsumerCheck = 0;
         this.#checkSlowConsumers(channel.subscribers);
+      }
+    }
+    if (channel.replaying) {
+      for (const [session, held] of channel.replaying) {
+        if (session !== except) held.push({ frame, position });
       }
     }
     const recipients = channel.subscribers.size -

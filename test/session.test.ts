@@ -9,6 +9,8 @@ import { hmacSha256Hex } from "../src/auth.ts";
 import { channelType } from "../src/channels/index.ts";
 import { ChannelRegistry } from "../src/channels/index.ts";
 import { LocalState } from "../src/cluster/local.ts";
+import { MemoryHistory } from "../src/cluster/history.ts";
+import { MemorySessions } from "../src/cluster/sessions.ts";
 import type { MemberRef } from "../src/cluster/types.ts";
 import { type AppConfig, AppSchema } from "../src/config/schema.ts";
 import { createLogger } from "../src/log.ts";
@@ -77,6 +79,8 @@ async function open(overrides: Partial<v.InferInput<typeof AppSchema>> = {}): Pr
   const buffered = { bytes: 0 };
   const ports: SessionPorts = {
     state,
+    history: new MemoryHistory(now),
+    sessions: new MemorySessions(now),
     bus: {
       listen: () => Promise.resolve(),
       unlisten: () => {},

@@ -1,7 +1,14 @@
 /** This process's channels: which local connections are subscribed to what. */
 import type { FanOut, Subscriber } from "../runtime.ts";
 import { subscriptionSucceededFrame } from "../protocol/index.ts";
+import type { KeptPosition } from "../cluster/types.ts";
 import { type ChannelKind, channelType } from "./kinds.ts";
+
+/** A frame delivered to a channel while one of its subscribers is being resumed. */
+export interface Held {
+  frame: string;
+  position: KeptPosition | undefined;
+}
 
 export class LocalChannel<S extends Subscriber = Subscriber> {
   readonly subscribers = new Set<S>();
@@ -11,6 +18,14 @@ export class LocalChannel<S extends Subscriber = Subscriber> {
   readonly kind: ChannelKind | undefined;
   /** Bytes published into this channel under backpressure since its sockets were last scanned. */
   bytesSinceSlowConsumerCheck = 0;
+  /** A recovery channel's last kept event delivered here, and how many were (docs/recovery.md). */
+  position: KeptPosition | undefined;
+  keptDeliveries = 0;
+  /**
+   * Subscribers being resumed: in the channel but not yet in its topic; what is delivered
+   * meanwhile waits here for them (src/session/resume-channel.ts).
+   */
+  replaying: Map<S, Held[]> | undefined;
   #succeeded: string | undefined;
 
   constructor(readonly appId: string, readonly name: string) {
@@ -46,21 +61,43 @@ export class ChannelRegistry<S extends Subscriber = Subscriber> {
     return this.#apps.get(appId)?.get(name);
   }
 
-  /** Adds a subscriber; `first` when it is the channel's first on this node. */
-  add(appId: string, name: string, subscriber: S): { channel: LocalChannel<S>; first: boolean } {
+  /**
+   * Adds a subscriber; `first` when it is the channel's first on this node. `resuming`: it joins
+   * the fan-out topic only at `resumed`, and what is delivered until then is held for it.
+   */
+  add(
+    appId: string,
+    name: string,
+    subscriber: S,
+    resuming = false,
+  ): { channel: LocalChannel<S>; first: boolean } {
     let channels = this.#apps.get(appId);
     if (!channels) this.#apps.set(appId, channels = new Map());
     let channel = channels.get(name);
     const first = channel === undefined;
     if (!channel) channels.set(name, channel = new LocalChannel(appId, name));
     channel.subscribers.add(subscriber);
-    this.fanOut?.join(channel.topic, subscriber.socket);
+    if (resuming) (channel.replaying ??= new Map()).set(subscriber, []);
+    else this.fanOut?.join(channel.topic, subscriber.socket);
     return { channel, first };
+  }
+
+  /** A resumed subscriber joins the topic: what was held for it, to send first. */
+  resumed(channel: LocalChannel<S>, subscriber: S): Held[] {
+    const held = channel.replaying?.get(subscriber);
+    if (held === undefined) return [];
+    channel.replaying!.delete(subscriber);
+    if (channel.replaying!.size === 0) channel.replaying = undefined;
+    if (channel.subscribers.has(subscriber)) this.fanOut?.join(channel.topic, subscriber.socket);
+    return held;
   }
 
   /** Removes a subscriber; `last` when the channel has no subscriber left on this node. */
   remove(channel: LocalChannel<S>, subscriber: S): { last: boolean } {
     if (!channel.subscribers.delete(subscriber)) return { last: false };
+    if (channel.replaying?.delete(subscriber) && channel.replaying.size === 0) {
+      channel.replaying = undefined;
+    }
     this.fanOut?.leave(channel.topic, subscriber.socket);
     if (channel.subscribers.size > 0) return { last: false };
     this.#apps.get(channel.appId)?.delete(channel.name);

@@ -22,8 +22,9 @@ end
 /**
  * Numbers and publishes one event. ARGV: root, node, app, channel, head, frame, then for a
  * recovery channel the events to keep (0: none), their ttl in ms and the excluded socket
- * → { epoch, sequence }. The message is `{head}{epoch}\n{sequence}\n{frame}`. The counter lives
- * a day past the channel's last event.
+ * → { epoch, sequence, serial, history epoch } (0 and '' for an event not kept). The message is
+ * `{head}{epoch}\n{sequence}\n{position}\n{frame}`, the position `{serial}@{history epoch}` or ''.
+ * The counter lives a day past the channel's last event.
  *
  * A recovery channel's history, in the same script so its order is the delivery order:
  *   {root}:{app}:hmeta:{channel}   HASH   e: the history's epoch, s: its last serial
@@ -35,21 +36,29 @@ export const PUBLISH = `${EPOCH}
 local key = ARGV[1] .. ':' .. ARGV[3]
 local seq = redis.call('INCR', key .. ':seq:' .. ARGV[4])
 redis.call('EXPIRE', key .. ':seq:' .. ARGV[4], 86400)
+local serial, history_epoch, position = 0, '', ''
 if ARGV[7] and ARGV[7] ~= '0' then
   local meta = key .. ':hmeta:' .. ARGV[4]
   local hist = key .. ':hist:' .. ARGV[4]
-  local serial = redis.call('HINCRBY', meta, 's', 1)
+  serial = redis.call('HINCRBY', meta, 's', 1)
   if serial == 1 then
     local now = redis.call('TIME')
-    redis.call('HSET', meta, 'e', now[1] .. '.' .. now[2])
+    history_epoch = now[1] .. '.' .. now[2]
+    redis.call('HSET', meta, 'e', history_epoch)
     redis.call('DEL', hist)
+  else
+    history_epoch = redis.call('HGET', meta, 'e')
   end
+  position = serial .. '@' .. history_epoch
   redis.call('XADD', hist, 'MAXLEN', ARGV[7], '*', 's', serial, 'f', ARGV[6], 'x', ARGV[9])
   redis.call('PEXPIRE', meta, ARGV[8])
   redis.call('PEXPIRE', hist, ARGV[8])
 end
-redis.call('PUBLISH', key .. ':ev:' .. ARGV[4], ARGV[5] .. epoch .. '\\n' .. seq .. '\\n' .. ARGV[6])
-return { epoch, seq }
+redis.call(
+  'PUBLISH', key .. ':ev:' .. ARGV[4],
+  ARGV[5] .. epoch .. '\\n' .. seq .. '\\n' .. position .. '\\n' .. ARGV[6]
+)
+return { epoch, seq, serial, history_epoch }
 `;
 
 /**
@@ -61,11 +70,13 @@ export const HISTORY = `
 local key = ARGV[1] .. ':' .. ARGV[3]
 local meta = redis.call('HMGET', key .. ':hmeta:' .. ARGV[4], 'e', 's')
 if not meta[1] then return { '', 0, 0 } end
+local since = tonumber(ARGV[5])
+local out = { meta[1], tonumber(meta[2]), 0 }
+-- At or past the last serial (where a subscriber starts): nothing to read.
+if since >= out[2] then return out end
 local now = redis.call('TIME')
 local from = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) - tonumber(ARGV[6])
 local entries = redis.call('XRANGE', key .. ':hist:' .. ARGV[4], string.format('%.0f', from), '+')
-local since = tonumber(ARGV[5])
-local out = { meta[1], tonumber(meta[2]), 0 }
 for i, entry in ipairs(entries) do
   local serial = tonumber(entry[2][2])
   if i == 1 then out[3] = serial end

@@ -3,7 +3,7 @@
  * capped stream per channel: src/cluster/bus-scripts.ts). The rules both follow are in
  * src/cluster/types.ts (`History`) and test/history-contract.test.ts.
  */
-import type { History, HistoryPage, KeepPolicy, KeptEvent } from "./types.ts";
+import type { History, HistoryPage, KeepPolicy, KeptEvent, KeptPosition } from "./types.ts";
 
 /** Appends between sweeps of channels whose history ran out. */
 const SWEEP_EVERY = 1_000;
@@ -27,14 +27,14 @@ export class MemoryHistory implements History {
 
   constructor(readonly now: () => number = Date.now) {}
 
-  /** Keeps one event; its serial. */
+  /** Keeps one event; where it stands. */
   append(
     appId: string,
     channel: string,
     frame: string,
     exceptSocketId: string | undefined,
     keep: KeepPolicy,
-  ): number {
+  ): KeptPosition {
     const now = this.now();
     if (++this.#appendsSinceSweep >= SWEEP_EVERY) this.#sweep(now);
     const key = `${appId}\n${channel}`;
@@ -48,7 +48,7 @@ export class MemoryHistory implements History {
     history.lastAt = now;
     history.ttlMs = keep.ttlMs;
     if (history.events.length > keep.maxMessages) history.events.shift();
-    return serial;
+    return { epoch: history.epoch, serial };
   }
 
   read(appId: string, channel: string, since: number, keep: KeepPolicy): Promise<HistoryPage> {

@@ -2,6 +2,7 @@
 import { isPresence } from "../channels/index.ts";
 import { Roster } from "../channels/index.ts";
 import { MemoryHistory } from "./history.ts";
+import { MemorySessions } from "./sessions.ts";
 import type {
   Bus,
   CachedEvent,
@@ -248,8 +249,8 @@ class LocalBus implements Bus {
     exceptSocketId?: string,
     keep?: KeepPolicy,
   ): Promise<void> {
-    if (keep) this.history.append(appId, channel, frame, exceptSocketId, keep);
-    this.deliver(appId, channel, frame, exceptSocketId);
+    const position = keep && this.history.append(appId, channel, frame, exceptSocketId, keep);
+    this.deliver(appId, channel, frame, exceptSocketId, position);
     return Promise.resolve();
   }
 
@@ -273,6 +274,7 @@ class LocalBus implements Bus {
 
 export class LocalCluster implements Cluster {
   readonly history = new MemoryHistory();
+  readonly sessions = new MemorySessions();
   readonly bus = new LocalBus(this.history);
   readonly state = new LocalState();
 

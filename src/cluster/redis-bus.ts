@@ -9,7 +9,13 @@ import { errorMessage, type Logger } from "../log.ts";
 import type { Metrics } from "../metrics.ts";
 import { type RedisLink, unavailable } from "./redis-link.ts";
 import { ChannelSequence } from "./sequence.ts";
-import { type Bus, ClusterUnavailable, type KeepPolicy, type LocalDelivery } from "./types.ts";
+import {
+  type Bus,
+  ClusterUnavailable,
+  type KeepPolicy,
+  type KeptPosition,
+  type LocalDelivery,
+} from "./types.ts";
 
 /** How often a node checks that its own publishes come back through its subscriber. */
 export const PROBE_INTERVAL_MS = 500;
@@ -134,7 +140,9 @@ export class RedisBus implements Bus {
       throw new ClusterUnavailable("Redis is not connected");
     }
     await this.#publishToOthers(appId, channel, frame, exceptSocketId, keep);
-    this.deliver(appId, channel, frame, exceptSocketId);
+    // A kept event is delivered here when it comes back through the subscriber, as on every
+    // node: then every node delivers a channel's kept events in serial order.
+    if (!keep) this.deliver(appId, channel, frame, exceptSocketId);
   }
 
   async relay(
@@ -144,7 +152,7 @@ export class RedisBus implements Bus {
     exceptSocketId?: string,
     keep?: KeepPolicy,
   ): Promise<void> {
-    this.deliver(appId, channel, frame, exceptSocketId);
+    if (!keep) this.deliver(appId, channel, frame, exceptSocketId);
     if (this.publisher.status !== "ready") {
       // Member and watchlist events decided while the publisher reconnects (the command
       // connection can be back first) must still reach the other nodes: held, in order.
@@ -164,7 +172,7 @@ export class RedisBus implements Bus {
   }
 
   /**
-   * Sends `{origin node}\n{excluded socket}\n{publish time ms}\n{epoch}\n{sequence}\n{frame}`;
+   * Sends `{origin node}\n{excluded socket}\n{publish time ms}\n{epoch}\n{sequence}\n{position}\n{frame}`;
    * the script numbers the channel's events so a receiver can tell when it missed some.
    */
   async #publishToOthers(
@@ -195,6 +203,7 @@ export class RedisBus implements Bus {
       this.metrics.publishFailures++;
       throw unavailable(error);
     }
+    if (keep) return; // delivered here only through the subscriber: a gap if it never arrives
     const [epoch, seq] = numbered as [string, number];
     // Delivered here already: if the subscriber never sees it, that is no gap.
     this.#routes.get(this.channelKey(appId, channel))?.sequence.published(epoch, seq);
@@ -208,15 +217,19 @@ export class RedisBus implements Bus {
     const timeEnd = message.indexOf("\n", exceptEnd + 1);
     const epochEnd = message.indexOf("\n", timeEnd + 1);
     const seqEnd = message.indexOf("\n", epochEnd + 1);
-    if (originEnd < 0 || exceptEnd < 0 || timeEnd < 0 || epochEnd < 0 || seqEnd < 0) return;
+    const positionEnd = message.indexOf("\n", seqEnd + 1);
+    if (originEnd < 0 || exceptEnd < 0 || timeEnd < 0 || epochEnd < 0 || positionEnd < 0) return;
     const epoch = message.slice(timeEnd + 1, epochEnd);
     const seq = Number(message.slice(epochEnd + 1, seqEnd));
-    const own = message.startsWith(this.#ownPrefix);
-    this.#reportMissed(route, route.sequence.arrived(epoch, seq, own));
-    // Our own publishes were delivered locally already.
-    if (own) return;
+    const position = positionEnd > seqEnd + 1
+      ? parsePosition(message.slice(seqEnd + 1, positionEnd))
+      : undefined;
+    // Our own publishes were delivered locally already, but for kept events (`publish`).
+    const deliveredHere = position === undefined && message.startsWith(this.#ownPrefix);
+    this.#reportMissed(route, route.sequence.arrived(epoch, seq, deliveredHere));
+    if (deliveredHere) return;
     const except = exceptEnd > originEnd + 1 ? message.slice(originEnd + 1, exceptEnd) : undefined;
-    this.deliver(route.appId, route.channel, message.slice(seqEnd + 1), except);
+    this.deliver(route.appId, route.channel, message.slice(positionEnd + 1), except, position);
     const sentAt = Number(message.slice(exceptEnd + 1, timeEnd));
     this.metrics.deliveryLatency.observe(Math.max(0, Date.now() - sentAt) / 1000);
   }
@@ -401,4 +414,10 @@ export class RedisBus implements Bus {
       this.publisher.publish(this.probeKey, marker).catch(heard);
     });
   }
+}
+
+/** `{serial}@{history epoch}` (the PUBLISH script's position field). */
+function parsePosition(text: string): KeptPosition {
+  const at = text.indexOf("@");
+  return { serial: Number(text.slice(0, at)), epoch: text.slice(at + 1) };
 }

@@ -8,9 +8,10 @@ import { errorMessage } from "../log.ts";
 import type { RedisKeys } from "./keys.ts";
 import * as busScripts from "./bus-scripts.ts";
 import * as stateScripts from "./redis-scripts.ts";
+import * as sessionScripts from "./session-scripts.ts";
 import { ClusterUnavailable } from "./types.ts";
 
-const scripts = { ...stateScripts, ...busScripts };
+const scripts = { ...stateScripts, ...busScripts, ...sessionScripts };
 export type ScriptName = keyof typeof scripts;
 
 /** ioredis options for every connection of a node; `timeoutMs` bounds each command. */

@@ -14,6 +14,7 @@ import type { Metrics } from "../metrics.ts";
 import { PROBE_INTERVAL_MS, RedisBus } from "./redis-bus.ts";
 import { RedisKeys } from "./keys.ts";
 import { RedisHistory } from "./redis-history.ts";
+import { RedisSessions } from "./redis-sessions.ts";
 import { connectionOptions, RedisLink } from "./redis-link.ts";
 import { parseUserInfo } from "../channels/index.ts";
 import { type Departure, RedisState } from "./redis-state.ts";
@@ -52,6 +53,7 @@ export class RedisCluster implements Cluster {
   readonly bus: RedisBus;
   readonly state: RedisState;
   readonly history: RedisHistory;
+  readonly sessions: RedisSessions;
   readonly #leaseMs: number;
   readonly #log: Logger;
   #host: ClusterHost | undefined;
@@ -89,6 +91,7 @@ export class RedisCluster implements Cluster {
     );
     this.bus = new RedisBus(this.link, publisher, subscriber, metrics, log);
     this.history = new RedisHistory(this.link);
+    this.sessions = new RedisSessions(this.link);
     this.state = new RedisState(this.link, (departure) => this.#writeFailed(departure));
   }
 

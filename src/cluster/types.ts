@@ -17,12 +17,22 @@ export class ClusterUnavailable extends Error {
  * a single process; the redis one a cluster. Both are used through these interfaces only.
  */
 
-/** Delivers a frame to this node's local subscribers of a channel. */
+/** Where a kept event stands in its channel's history (`History`). */
+export interface KeptPosition {
+  epoch: string;
+  serial: number;
+}
+
+/**
+ * Delivers a frame to this node's local subscribers of a channel; a kept event comes with its
+ * position, and every node gets a channel's kept events in serial order.
+ */
 export type LocalDelivery = (
   appId: string,
   channel: string,
   frame: string,
   exceptSocketId: string | undefined,
+  position?: KeptPosition,
 ) => void;
 
 /** How a recovery channel's events are kept (apps[].recovery, src/channels/recovery.ts). */
@@ -61,6 +71,43 @@ export interface HistoryPage {
  */
 export interface History {
   read(appId: string, channel: string, since: number, keep: KeepPolicy): Promise<HistoryPage>;
+}
+
+/**
+ * What a resumable session (a socket at `/session/{id}/app/{key}`, docs/recovery.md) was
+ * subscribed to, and up to where each of its recovery channels was delivered and confirmed.
+ */
+export interface SessionRecord {
+  /** Recovery channel -> the position its client confirmed. */
+  channels: Record<string, KeptPosition>;
+  /** The session's latest socket ids, newest last: events that excluded them are not replayed. */
+  sockets: string[];
+}
+
+/**
+ * Resumable sessions, cluster-wide, kept `ttlMs` after their last save. One open socket holds a
+ * session at a time; the same rules for both drivers: test/session-contract.test.ts.
+ */
+export interface Sessions {
+  /**
+   * The socket takes the session and gets its record (undefined: a new session), or "held" when
+   * another open socket holds it: that one keeps it, and this socket is not resumed.
+   */
+  claim(
+    appId: string,
+    sessionId: string,
+    socketId: string,
+    ttlMs: number,
+  ): Promise<SessionRecord | undefined | "held">;
+  /** Saves the record if the socket holds the session; `release`: and lets go of it. */
+  save(
+    appId: string,
+    sessionId: string,
+    socketId: string,
+    record: SessionRecord,
+    ttlMs: number,
+    release: boolean,
+  ): Promise<void>;
 }
 
 export interface Bus {
@@ -242,6 +289,7 @@ export interface Cluster {
   readonly bus: Bus;
   readonly state: State;
   readonly history: History;
+  readonly sessions: Sessions;
   start(host: ClusterHost): Promise<void>;
   /** Removes this node's share of the state and announces what that changes. */
   leave(): Promise<void>;

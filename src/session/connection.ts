@@ -17,6 +17,7 @@ import { InternalChannels } from "./internal-channels.ts";
 import { FrameQueue, type FrameQueueHooks, OVERSIZED, type Step, tooBig } from "./frame-queue.ts";
 import { type LivenessState, livenessVerdict, seen } from "./liveness.ts";
 import type { SessionPorts, Subscription } from "./ports.ts";
+import { Resume } from "./resume.ts";
 import { Subscriptions } from "./subscriptions.ts";
 import { signin, signout } from "./signin.ts";
 import { leave, subscribe, unsubscribe } from "./subscribe.ts";
@@ -45,9 +46,17 @@ export class Connection implements SocketSession, SessionContext, FrameQueueHook
   /** Made once the socket joins a node-internal channel. */
   #internal: InternalChannels | undefined;
 
-  constructor(readonly ports: SessionPorts, readonly app: AppConfig) {
+  /** Set for a socket of a resumable session on an app with recovery (docs/recovery.md). */
+  readonly resume: Resume | undefined;
+
+  /** `sessionId`: the socket opened at `/session/{id}/app/{key}`. */
+  constructor(readonly ports: SessionPorts, readonly app: AppConfig, sessionId?: string) {
     this.socketId = ports.node.nextSocketId();
     this.lastSeen = ports.clock.now();
+    const ttlS = app.recovery?.ttl_s;
+    this.resume = sessionId === undefined || ttlS === undefined
+      ? undefined
+      : new Resume(ports, app.id, sessionId, this.socketId, ttlS * 1000);
   }
 
   get self(): this {
@@ -108,6 +117,8 @@ export class Connection implements SocketSession, SessionContext, FrameQueueHook
     metrics.connectionsOpened.inc({ app: app.id });
     node.connections.set(this.socketId, this);
     this.send(connectionEstablishedFrame(this.socketId, app.activity_timeout));
+    // Before any frame is handled: a subscribe must know where its channel resumes.
+    return this.resume?.claim();
   }
 
   onMessage(data: unknown): void {
@@ -168,6 +179,7 @@ export class Connection implements SocketSession, SessionContext, FrameQueueHook
         this.send(pongFrame());
         return;
       case "pong":
+        this.resume?.ponged();
         return;
       case "subscribe":
         return subscribe(this, frame.data);
@@ -192,12 +204,22 @@ export class Connection implements SocketSession, SessionContext, FrameQueueHook
         this.terminateSlowConsumer();
         return;
       case "ping":
-        this.send(pingFrame());
+        this.#ping();
         return;
       case "pong_timeout":
         this.#closeWithError(ErrorCode.PongTimeout, "Pong reply not received in time");
         return;
     }
+    // A resumable session confirms what it was sent about once a second while events flow.
+    if (this.resume?.unconfirmed && this.pingSentAt === 0) {
+      this.pingSentAt = now;
+      this.#ping();
+    }
+  }
+
+  #ping(): void {
+    this.resume?.pinged();
+    this.send(pingFrame());
   }
 
   terminateSlowConsumer(): void {
@@ -254,6 +276,7 @@ export class Connection implements SocketSession, SessionContext, FrameQueueHook
     this.subscriptions.clear();
     const user = this.user;
     const cleanup = Promise.all([
+      this.resume?.released(),
       ...subscriptions.map(([name, sub]) => leave(this, name, sub)),
       user ? signout(this, user) : undefined,
     ])

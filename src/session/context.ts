@@ -5,6 +5,7 @@
 import type { AppConfig } from "../config.ts";
 import type { SignedInUser } from "../channels/index.ts";
 import type { InternalChannels } from "./internal-channels.ts";
+import type { Resume } from "./resume.ts";
 import type { LocalSession, SessionPorts, Subscription } from "./ports.ts";
 import type { Subscriptions } from "./subscriptions.ts";
 
@@ -18,6 +19,8 @@ export interface SessionContext {
   /** Set once `pusher:signin` succeeded. */
   user: SignedInUser | undefined;
   readonly internal: InternalChannels;
+  /** Set for a socket of a resumable session (src/session/resume.ts). */
+  readonly resume: Resume | undefined;
   /** A method rather than a field: the state changes across awaits. */
   isClosed(): boolean;
   send(frame: string): void;

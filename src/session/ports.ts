@@ -5,10 +5,10 @@
 import type { ReadonlySubscriptions } from "./subscriptions.ts";
 import type { Config } from "../config.ts";
 import type { AppConfig } from "../config.ts";
-import type { LocalChannel } from "../channels/index.ts";
+import type { Held, LocalChannel } from "../channels/index.ts";
 import type { SignedInUser } from "../channels/index.ts";
 import type { ChannelKind } from "../channels/index.ts";
-import type { Bus, ClusterChange, State } from "../cluster/types.ts";
+import type { Bus, ClusterChange, History, Sessions, State } from "../cluster/types.ts";
 import type { Logger } from "../log.ts";
 import type { Metrics } from "../metrics.ts";
 import type { SocketHandle, Subscriber } from "../runtime.ts";
@@ -56,7 +56,10 @@ export interface MembershipPort {
     appId: string,
     name: string,
     session: LocalSession,
+    resuming?: boolean,
   ): { channel: LocalChannel<LocalSession> };
+  /** A resumed subscriber joins the channel's topic; what was delivered meanwhile. */
+  resumed(channel: LocalChannel<LocalSession>, session: LocalSession): Held[];
   /** The local channel, while it has subscribers. */
   get(appId: string, name: string): LocalChannel<LocalSession> | undefined;
   /** Removes a subscriber; `last` when the channel has no subscriber left on this node. */
@@ -104,6 +107,9 @@ export interface NodePort {
 
 export interface SessionPorts {
   state: StatePort;
+  /** Recovery channels' kept events and resumable sessions (docs/recovery.md). */
+  history: History;
+  sessions: Sessions;
   bus: BusPort;
   membership: MembershipPort;
   announcements: AnnouncementsPort;

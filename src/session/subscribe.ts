@@ -2,7 +2,7 @@
  * Subscribe, unsubscribe and leave (protocol.md §3, §4, §6): local membership, cluster state,
  * announcements.
  */
-import { userControlChannel } from "../channels/index.ts";
+import { keepPolicy, userControlChannel } from "../channels/index.ts";
 import { type ChannelType, channelType } from "../channels/index.ts";
 import type { Member } from "../channels/index.ts";
 import { cacheMissFrame, channelEventFrame, subscriptionErrorFrame } from "../protocol/index.ts";
@@ -10,6 +10,7 @@ import type { SubscribeRequest } from "../protocol/index.ts";
 import { authorize } from "./authorize.ts";
 import type { SessionContext } from "./context.ts";
 import type { Step } from "./frame-queue.ts";
+import { resumeChannel } from "./resume-channel.ts";
 import type { Subscription } from "./ports.ts";
 
 /** Handles pusher:subscribe; synchronous when the cluster drivers answer at once (local). */
@@ -109,7 +110,9 @@ function attach(ctx: SessionContext, joining: Joining): Step {
   const control = member.userId === undefined
     ? undefined
     : ctx.internal.join(userControlChannel(member.userId));
-  const added = membership.add(app.id, name, ctx.self);
+  const resume = ctx.resume?.active ? ctx.resume : undefined;
+  const keep = resume && keepPolicy(app, name);
+  const added = membership.add(app.id, name, ctx.self, keep !== undefined);
   joining.succeeded ??= added.channel.succeededFrame;
   ctx.subscriptions.set(
     name,
@@ -123,16 +126,22 @@ function attach(ctx: SessionContext, joining: Joining): Step {
   // Events published once the client holds subscription_succeeded must reach it.
   const recorded = state.addSubscription({ appId: app.id, channel: name, socketId });
   const listening = bus.listen(app.id, name);
+  const finish = keep === undefined
+    ? (occupied: boolean) => confirm(ctx, joining, occupied)
+    : (occupied: boolean) =>
+      andThen(confirm(ctx, joining, occupied), () =>
+        resumeChannel(ctx, resume!, name, added.channel, keep));
   if (listening instanceof Promise || control instanceof Promise) {
-    return Promise.all([recorded, listening, control]).then(([{ occupied }]) =>
-      confirm(ctx, joining, occupied)
-    );
+    return Promise.all([recorded, listening, control]).then(([{ occupied }]) => finish(occupied));
   }
   // The common case in a cluster: the node listens already, one record to wait for.
-  if (recorded instanceof Promise) {
-    return recorded.then(({ occupied }) => confirm(ctx, joining, occupied));
-  }
-  return confirm(ctx, joining, recorded.occupied);
+  if (recorded instanceof Promise) return recorded.then(({ occupied }) => finish(occupied));
+  return finish(recorded.occupied);
+}
+
+/** Runs `next` after `step`, at once when the step finished synchronously. */
+function andThen(step: Step, next: () => Step): Step {
+  return step instanceof Promise ? step.then(next) : next();
 }
 
 function confirm(ctx: SessionContext, joining: Joining, occupied: boolean): Step {
@@ -176,6 +185,7 @@ export async function unsubscribe(ctx: SessionContext, name: string): Promise<vo
   const subscription = ctx.subscriptions.get(name);
   if (!subscription) return;
   ctx.subscriptions.delete(name);
+  ctx.resume?.stopped(name);
   await leave(ctx, name, subscription);
 }
 

@@ -12,7 +12,7 @@ import { channels } from "./channels.ts";
 import { connections } from "./connections.ts";
 import { metrics } from "./metrics.ts";
 import { ready } from "./ready.ts";
-import { socket } from "./socket.ts";
+import { sessionSocket, socket } from "./socket.ts";
 import { terminateConnections } from "./terminate-connections.ts";
 import { triggerBatch } from "./trigger-batch.ts";
 import { triggerEvent } from "./trigger-event.ts";
@@ -23,6 +23,7 @@ export { metricsHandler } from "./metrics.ts";
 export function routeTable(node: ChorusNode): Route[] {
   return [
     socket,
+    sessionSocket,
     up,
     ready,
     // On CHORUS_METRICS_PORT instead, when set (src/server.ts).

@@ -1,0 +1,255 @@
+// Resumable sessions for unmodified clients (docs/recovery.md): a socket at
+// /session/{id}/app/{key} on an app with recovery gets, when its session reconnects and a
+// recovery channel's subscription succeeds again, the events it missed, in order, before any live
+// one. Raw sockets check the exact frames; pusher-js (wsPath, as Laravel Echo passes it) checks a
+// real client. On one node (memory) and on a Bun+Deno pair over Redis, where the session comes
+// back on the other node.
+import { after, before, describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { type Chorus, runtimeName, startChorus } from "./support/server.ts";
+import { MAIN } from "./support/apps.ts";
+import { closeAllRawSockets, connectSocket, type Frame, type RawSocket } from "./support/ws.ts";
+import { channelAuth } from "./support/sign.ts";
+import {
+  connected,
+  disconnectAll,
+  pusherClient,
+  serverSdk,
+  subscribed,
+} from "./support/clients.ts";
+import {
+  type ClusterNode,
+  health,
+  otherRuntime,
+  runnerRuntime,
+  startNode,
+} from "./support/nodes.ts";
+import { adminClient, deleteKeys, randomPrefix, REDIS_URL } from "./support/redis.ts";
+import { until } from "./support/wait.ts";
+
+const T = { timeout: 20000 };
+const config = () => ({
+  apps: [{ ...MAIN, recovery: { channels: ["orders-*", "private-orders-*"], max_messages: 5 } }],
+});
+
+let n = 0;
+const fresh = (base: string) => `${base}-${runtimeName}-${++n}`;
+const sessionId = () => `tab-${runtimeName}-${++n}-${Math.random().toString(36).slice(2, 10)}`;
+
+function sessionUrl(server: Chorus, id: string): string {
+  return server.wsUrl(MAIN.key).replace("/app/", `/session/${id}/app/`);
+}
+
+const data = (frames: Frame[]) => frames.map((f) => f.data);
+const placed = (s: RawSocket, channel: string) =>
+  data(s.received((f) => f.event === "placed" && f.channel === channel));
+
+/** Answers the server's next ping and waits until it handled the pong (frames are in order). */
+async function confirm(s: RawSocket): Promise<void> {
+  await s.nextEvent("pusher:ping", undefined, 5000);
+  s.send({ event: "pusher:pong", data: {} });
+  await s.ping();
+}
+
+async function trigger(server: Chorus, channel: string, ...values: string[]): Promise<void> {
+  const sdk = serverSdk(server, MAIN);
+  for (const value of values) {
+    assert.equal((await sdk.trigger(channel, "placed", value)).status, 200);
+  }
+}
+
+function sessionCases(servers: () => { first: Chorus; again: Chorus }) {
+  it("a raw socket gets exactly what it missed, then live events", T, async () => {
+    const { first, again } = servers();
+    const id = sessionId();
+    const channel = fresh("orders");
+    const a = await connectSocket(sessionUrl(first, id));
+    await a.subscribeOk(channel);
+    await trigger(first, channel, "1", "2");
+    await a.nextEvent("placed", channel);
+    await a.nextEvent("placed", channel);
+    await confirm(a);
+    await a.closeAndWait();
+    await trigger(first, channel, "3", "4");
+
+    const b = await connectSocket(sessionUrl(again, id));
+    await b.subscribeOk(channel);
+    await b.nextEvent("placed", channel);
+    await b.nextEvent("placed", channel);
+    await trigger(again, channel, "5");
+    await b.nextEvent("placed", channel);
+    assert.deepEqual(placed(b, channel), ["3", "4", "5"], "missed ones first, no duplicates");
+  });
+
+  it("events that excluded the session's socket are not replayed to it", T, async () => {
+    const { first, again } = servers();
+    const id = sessionId();
+    const channel = fresh("orders");
+    const a = await connectSocket(sessionUrl(first, id));
+    await a.subscribeOk(channel);
+    await trigger(first, channel, "1");
+    await a.nextEvent("placed", channel);
+    await confirm(a);
+    const oldSocket = a.socketId!;
+    await a.closeAndWait();
+    const sdk = serverSdk(first, MAIN);
+    await sdk.trigger(channel, "placed", "mine", { socket_id: oldSocket });
+    await sdk.trigger(channel, "placed", "theirs");
+
+    const b = await connectSocket(sessionUrl(again, id));
+    await b.subscribeOk(channel);
+    await b.nextEvent("placed", channel);
+    await b.ping();
+    assert.deepEqual(placed(b, channel), ["theirs"]);
+  });
+
+  it("private channels: replay only after the new subscription is authorized", T, async () => {
+    const { first, again } = servers();
+    const id = sessionId();
+    const channel = fresh("private-orders");
+    const a = await connectSocket(sessionUrl(first, id));
+    await a.subscribeOk(channel, { auth: channelAuth(MAIN, a.socketId!, channel) });
+    await trigger(first, channel, "1");
+    await a.nextEvent("placed", channel);
+    await confirm(a);
+    await a.closeAndWait();
+    await trigger(first, channel, "2");
+
+    const forged = await connectSocket(sessionUrl(again, id));
+    forged.subscribe(channel, { auth: channelAuth(MAIN, "1.1", channel) });
+    await forged.nextEvent("pusher:subscription_error", channel);
+    await forged.ping();
+    assert.deepEqual(placed(forged, channel), [], "a forged auth gets nothing");
+    await forged.closeAndWait();
+
+    const b = await connectSocket(sessionUrl(again, id));
+    await b.subscribeOk(channel, { auth: channelAuth(MAIN, b.socketId!, channel) });
+    await b.nextEvent("placed", channel);
+    assert.deepEqual(placed(b, channel), ["2"]);
+  });
+
+  it("two tabs with one id: the second is not resumed and takes nothing away", T, async () => {
+    const { first, again } = servers();
+    const id = sessionId();
+    const channel = fresh("orders");
+    const a = await connectSocket(sessionUrl(first, id));
+    await a.subscribeOk(channel);
+    await trigger(first, channel, "1");
+    await a.nextEvent("placed", channel);
+    await confirm(a);
+
+    const twin = await connectSocket(sessionUrl(again, id));
+    await twin.subscribeOk(channel);
+    await trigger(first, channel, "2");
+    await twin.nextEvent("placed", channel);
+    await a.nextEvent("placed", channel);
+    assert.deepEqual(placed(twin, channel), ["2"], "live only: no replay of 1");
+    await twin.closeAndWait();
+
+    await confirm(a);
+    await a.closeAndWait();
+    await trigger(first, channel, "3");
+    const b = await connectSocket(sessionUrl(again, id));
+    await b.subscribeOk(channel);
+    await b.nextEvent("placed", channel);
+    await b.ping();
+    assert.deepEqual(placed(b, channel), ["3"], "the first tab's session, resumed");
+  });
+
+  it("beyond max_messages, or a session that never existed: live events only", T, async () => {
+    const { first, again } = servers();
+    const id = sessionId();
+    const channel = fresh("orders");
+    const a = await connectSocket(sessionUrl(first, id));
+    await a.subscribeOk(channel);
+    await confirm(a).catch(() => {}); // nothing delivered: maybe no ping
+    await a.closeAndWait();
+    await trigger(first, channel, "1", "2", "3", "4", "5", "6", "7");
+    const b = await connectSocket(sessionUrl(again, id));
+    await b.subscribeOk(channel);
+    const never = await connectSocket(sessionUrl(again, sessionId()));
+    await never.subscribeOk(channel);
+    await trigger(again, channel, "live");
+    await b.nextEvent("placed", channel);
+    await never.nextEvent("placed", channel);
+    assert.deepEqual(placed(b, channel), ["live"], "1 to 7 exceed the 5 kept: not replayed");
+    assert.deepEqual(placed(never, channel), ["live"]);
+  });
+
+  it("pusher-js with wsPath (as Echo passes it) gets the events it missed", T, async () => {
+    const { first, again } = servers();
+    const id = sessionId();
+    const channel = fresh("orders");
+    const got: unknown[] = [];
+    const pings: number[] = [];
+    const connections = async () => {
+      const res = await serverSdk(first, MAIN).get({ path: "/connections" });
+      return (JSON.parse(await res.text()) as { connections: number }).connections;
+    };
+    const before = await connections();
+    const client = pusherClient(first, MAIN, { extra: { wsPath: `/session/${id}` } });
+    client.connection.bind("message", (m: { event: string }) => {
+      if (m.event === "pusher:ping") pings.push(got.length);
+    });
+    const ch = client.subscribe(channel);
+    ch.bind("placed", (value: unknown) => got.push(value));
+    await subscribed(ch);
+    await trigger(first, channel, "1", "2");
+    await until(() => pings.some((at) => at === 2), "a ping after both events (pusher-js pongs)", {
+      timeout: 5000,
+    });
+    client.disconnect();
+    await until(async () => await connections() === before, "the socket closed on the server");
+    await trigger(first, channel, "3");
+    // The same tab comes back, here to the other node.
+    const back = pusherClient(again, MAIN, { extra: { wsPath: `/session/${id}` } });
+    const chBack = back.subscribe(channel);
+    chBack.bind("placed", (value: unknown) => got.push(value));
+    await connected(back);
+    await until(() => got.length >= 3, "the missed event");
+    await trigger(again, channel, "4");
+    await until(() => got.length >= 4, "the live event");
+    assert.deepEqual(got, [1, 2, 3, 4], "pusher-js parses the JSON data");
+  });
+}
+
+describe(`recovery sessions (${runtimeName})`, { timeout: 180000 }, () => {
+  after(async () => {
+    disconnectAll();
+    await closeAllRawSockets();
+  });
+
+  describe("one node, memory", { timeout: 90000 }, () => {
+    let server: Chorus;
+    before(async () => {
+      server = await startChorus({ config: config() });
+    });
+    after(() => server?.stop());
+    sessionCases(() => ({ first: server, again: server }));
+  });
+
+  describe(`a ${runnerRuntime}+${otherRuntime} pair over Redis`, { timeout: 90000 }, () => {
+    const prefix = randomPrefix("sessions");
+    let a: ClusterNode;
+    let b: ClusterNode;
+    before(async () => {
+      const common = { redisUrl: REDIS_URL, prefix, config: config() };
+      [a, b] = await Promise.all([
+        startNode({ ...common, runtime: runnerRuntime, name: "A" }),
+        startNode({ ...common, runtime: otherRuntime, name: "B" }),
+      ]);
+      for (const node of [a, b]) {
+        await until(async () => (await health(node, "/ready")).status === 200, "ready", {
+          timeout: 10000,
+        });
+      }
+    });
+    after(async () => {
+      await Promise.all([a?.stop(), b?.stop()]);
+      const admin = adminClient(REDIS_URL);
+      await deleteKeys(admin, prefix);
+      admin.disconnect();
+    });
+    sessionCases(() => ({ first: a, again: b }));
+  });
+});
