@@ -1,6 +1,8 @@
-// How a node tells missed events from events it never had to receive (src/cluster/sequence.ts).
+// How a node tells missed events from events it never had to receive (src/cluster/sequence.ts),
+// and the bus message format that carries the numbers (src/cluster/bus-message.ts).
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
+import { messageHead, parseMessage } from "../src/cluster/bus-message.ts";
 import { ChannelSequence } from "../src/cluster/sequence.ts";
 
 /** The epoch of the Redis that numbered the events; RESTARTED, that of the same Redis restarted. */
@@ -101,5 +103,25 @@ describe("channel sequence numbers", { timeout: 5000 }, () => {
     for (let n = 1; n <= 1_500; n++) sequence.published(E, n);
     const missed = sequence.counted(E, 1_500);
     assert.ok(missed > 0 && missed <= 500, `missed ${missed}`);
+  });
+});
+
+describe("bus messages", { timeout: 5000 }, () => {
+  it("read back what the node and the PUBLISH script wrote", () => {
+    const head = messageHead("node-a", "7.1", 1_700_000_000_000);
+    assert.deepEqual(parseMessage(`${head}1764806400.1\n12\n\n{"event":"e"}`), {
+      origin: "node-a",
+      exceptSocketId: "7.1",
+      sentAt: 1_700_000_000_000,
+      epoch: "1764806400.1",
+      seq: 12,
+      position: undefined,
+      frame: '{"event":"e"}',
+    });
+    const kept = parseMessage(`${messageHead("b", "", 1)}e\n3\n5@1764806400.9\nframe\nwith lines`);
+    assert.equal(kept?.exceptSocketId, undefined);
+    assert.deepEqual(kept?.position, { serial: 5, epoch: "1764806400.9" });
+    assert.equal(kept?.frame, "frame\nwith lines");
+    assert.equal(parseMessage("not\na message"), undefined);
   });
 });

@@ -8,14 +8,10 @@ import type { Redis } from "ioredis";
 import { errorMessage, type Logger } from "../log.ts";
 import type { Metrics } from "../metrics.ts";
 import { type RedisLink, unavailable } from "./redis-link.ts";
+import { messageHead, parseMessage } from "./bus-message.ts";
+import { ProbeMarkers } from "./bus-markers.ts";
 import { ChannelSequence } from "./sequence.ts";
-import {
-  type Bus,
-  ClusterUnavailable,
-  type KeepPolicy,
-  type KeptPosition,
-  type LocalDelivery,
-} from "./types.ts";
+import { type Bus, ClusterUnavailable, type KeepPolicy, type LocalDelivery } from "./types.ts";
 
 /** How often a node checks that its own publishes come back through its subscriber. */
 export const PROBE_INTERVAL_MS = 500;
@@ -45,7 +41,6 @@ export class RedisBus implements Bus {
   readonly #toUnsubscribe = new Set<string>();
   readonly #waiters = new Map<string, (() => void)[]>();
   #flushScheduled = false;
-  readonly #ownPrefix: string;
   /**
    * A channel only this node listens on. The node publishes to it on the primary and must hear
    * itself through its subscriber: that proves the path, including a replica's replication link.
@@ -64,9 +59,7 @@ export class RedisBus implements Bus {
   /** Every subscription is made again after a reconnect and what it missed is known. */
   #subscribed = false;
   #subscriberGeneration = 0;
-  /** Markers published on the probe channel, waiting to come back (`#heardEverything`). */
-  readonly #markers = new Map<string, () => void>();
-  #markerCount = 0;
+  readonly #markers: ProbeMarkers;
 
   constructor(
     readonly link: RedisLink,
@@ -75,12 +68,12 @@ export class RedisBus implements Bus {
     readonly metrics: Metrics,
     readonly log: Logger,
   ) {
-    this.#ownPrefix = `${link.nodeId}\n`;
     this.probeKey = link.keys.probe(link.nodeId);
+    this.#markers = new ProbeMarkers(publisher, this.probeKey, PROBE_STALE_MS);
     subscriber.on("message", (redisChannel: string, message: string) => {
       if (redisChannel !== this.probeKey) return this.#receive(redisChannel, message);
       this.#probeHeardAt = Date.now();
-      this.#markers.get(message)?.();
+      this.#markers.heard(message);
     });
     subscriber.on("ready", () => this.#onSubscriberReady());
     subscriber.on("close", () => {
@@ -172,8 +165,8 @@ export class RedisBus implements Bus {
   }
 
   /**
-   * Sends `{origin node}\n{excluded socket}\n{publish time ms}\n{epoch}\n{sequence}\n{position}\n{frame}`;
-   * the script numbers the channel's events so a receiver can tell when it missed some.
+   * Sends the event in the bus's message format (src/cluster/bus-message.ts); the script numbers
+   * the channel's events so a receiver can tell when it missed some.
    */
   async #publishToOthers(
     appId: string,
@@ -183,7 +176,7 @@ export class RedisBus implements Bus {
     keep: KeepPolicy | undefined,
   ): Promise<void> {
     const except = exceptSocketId ?? "";
-    const head = `${this.#ownPrefix}${except}\n${Date.now()}\n`;
+    const head = messageHead(this.link.nodeId, except, Date.now());
     let numbered: unknown;
     try {
       numbered = keep === undefined
@@ -212,26 +205,15 @@ export class RedisBus implements Bus {
   #receive(redisChannel: string, message: string): void {
     const route = this.#routes.get(redisChannel);
     if (!route) return;
-    const originEnd = message.indexOf("\n");
-    const exceptEnd = message.indexOf("\n", originEnd + 1);
-    const timeEnd = message.indexOf("\n", exceptEnd + 1);
-    const epochEnd = message.indexOf("\n", timeEnd + 1);
-    const seqEnd = message.indexOf("\n", epochEnd + 1);
-    const positionEnd = message.indexOf("\n", seqEnd + 1);
-    if (originEnd < 0 || exceptEnd < 0 || timeEnd < 0 || epochEnd < 0 || positionEnd < 0) return;
-    const epoch = message.slice(timeEnd + 1, epochEnd);
-    const seq = Number(message.slice(epochEnd + 1, seqEnd));
-    const position = positionEnd > seqEnd + 1
-      ? parsePosition(message.slice(seqEnd + 1, positionEnd))
-      : undefined;
+    const parsed = parseMessage(message);
+    if (!parsed) return;
+    const { position } = parsed;
     // Our own publishes were delivered locally already, but for kept events (`publish`).
-    const deliveredHere = position === undefined && message.startsWith(this.#ownPrefix);
-    this.#reportMissed(route, route.sequence.arrived(epoch, seq, deliveredHere));
+    const deliveredHere = position === undefined && parsed.origin === this.link.nodeId;
+    this.#reportMissed(route, route.sequence.arrived(parsed.epoch, parsed.seq, deliveredHere));
     if (deliveredHere) return;
-    const except = exceptEnd > originEnd + 1 ? message.slice(originEnd + 1, exceptEnd) : undefined;
-    this.deliver(route.appId, route.channel, message.slice(positionEnd + 1), except, position);
-    const sentAt = Number(message.slice(exceptEnd + 1, timeEnd));
-    this.metrics.deliveryLatency.observe(Math.max(0, Date.now() - sentAt) / 1000);
+    this.deliver(route.appId, route.channel, parsed.frame, parsed.exceptSocketId, position);
+    this.metrics.deliveryLatency.observe(Math.max(0, Date.now() - parsed.sentAt) / 1000);
   }
 
   #reportMissed(route: Route, missed: number): void {
@@ -362,7 +344,7 @@ export class RedisBus implements Bus {
     if (current === undefined) return;
     const [epoch, ...counters] = current;
     // Events the counters include may still be on their way to the subscriber.
-    await this.#heardEverything();
+    await this.#markers.heardEverything();
     routes.forEach((route, i) => {
       const { sequence } = route;
       // An event that arrived meanwhile was already compared on the way in.
@@ -396,28 +378,4 @@ export class RedisBus implements Bus {
     }
     return undefined;
   }
-
-  /**
-   * Resolves once everything published before now has reached the subscriber: a marker this node
-   * publishes comes back after it (through a replica too), or PROBE_STALE_MS passed.
-   */
-  #heardEverything(): Promise<void> {
-    const marker = `marker:${++this.#markerCount}`;
-    return new Promise((resolve) => {
-      const heard = () => {
-        clearTimeout(timer);
-        this.#markers.delete(marker);
-        resolve();
-      };
-      const timer = setTimeout(heard, PROBE_STALE_MS);
-      this.#markers.set(marker, heard);
-      this.publisher.publish(this.probeKey, marker).catch(heard);
-    });
-  }
-}
-
-/** `{serial}@{history epoch}` (the PUBLISH script's position field). */
-function parsePosition(text: string): KeptPosition {
-  const at = text.indexOf("@");
-  return { serial: Number(text.slice(0, at)), epoch: text.slice(at + 1) };
 }
