@@ -128,7 +128,8 @@ export class ChorusNode {
     // Stopping the listener would cut close handshakes still in flight (a runtime may answer
     // them with 1001).
     const handshakes = Promise.all(connections.map((connection) => connection.socketClosed()));
-    await reconnectSpread(connections, windowMs, "Server is shutting down; reconnect");
+    // Resumable sessions confirm what they got first (src/session/connection.ts `terminate`).
+    await reconnectSpread(connections, windowMs, "Server is shutting down; reconnect", true);
     let timer: ReturnType<typeof setTimeout> | undefined;
     const giveUp = new Promise((resolve) => timer = setTimeout(resolve, CLOSE_HANDSHAKE_GRACE_MS));
     await Promise.race([handshakes, giveUp]);

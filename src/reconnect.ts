@@ -14,12 +14,15 @@ export async function reconnectSpread(
   sessions: LocalSession[],
   windowMs: number,
   reason: string,
+  confirmFirst = false,
 ): Promise<void> {
   const slices = Math.max(1, Math.min(sessions.length, 100));
   const perSlice = Math.ceil(sessions.length / slices);
   for (let slice = 0; slice < slices; slice++) {
     const batch = sessions.slice(slice * perSlice, (slice + 1) * perSlice);
-    for (const session of batch) session.terminate(ErrorCode.GenericReconnect, reason);
+    for (const session of batch) {
+      session.terminate(ErrorCode.GenericReconnect, reason, confirmFirst);
+    }
     if (slice < slices - 1) {
       await new Promise((resolve) => setTimeout(resolve, windowMs / slices));
     }

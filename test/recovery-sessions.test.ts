@@ -213,6 +213,79 @@ function sessionCases(servers: () => { first: Chorus; again: Chorus }) {
   });
 }
 
+/**
+ * Sessions on node A while events flow through node B at about 50/s; A drains (SIGTERM): each
+ * socket, told 4200, comes back to B with its session id and subscribes again. Every session
+ * gets every event exactly once, in order.
+ */
+function rollingDrainCase(): void {
+  it("a drained node's sessions miss nothing and repeat nothing on the other node", {
+    timeout: 40000,
+  }, async () => {
+    const prefix = randomPrefix("drain");
+    // The default max_messages (300): the drain's gap must fit in the window.
+    const keepAll = { apps: [{ ...MAIN, recovery: { channels: ["orders-*"] } }] };
+    const common = { redisUrl: REDIS_URL, prefix, config: keepAll };
+    const [a, b] = await Promise.all([
+      startNode({ ...common, runtime: runnerRuntime, name: "A", env: { CHORUS_DRAIN_MS: "1000" } }),
+      startNode({ ...common, runtime: otherRuntime, name: "B" }),
+    ]);
+    try {
+      for (const node of [a, b]) {
+        await until(async () => (await health(node, "/ready")).status === 200, "ready", {
+          timeout: 10000,
+        });
+      }
+      const channels = [fresh("orders"), fresh("orders")];
+      const sessions = await Promise.all(Array.from({ length: 10 }, async () => {
+        const id = sessionId();
+        const first = await connectSocket(sessionUrl(a, id), { answerPings: true });
+        for (const channel of channels) await first.subscribeOk(channel);
+        // Comes back to B as soon as A says 4200, as pusher-js would (to any node).
+        const again = first.closed.then(async () => {
+          const s = await connectSocket(sessionUrl(b, id), { answerPings: true });
+          for (const channel of channels) await s.subscribeOk(channel);
+          return s;
+        });
+        return { first, again };
+      }));
+      const sdk = serverSdk(b, MAIN);
+      let sent = 0;
+      let publishing = true;
+      const publisher = (async () => {
+        while (publishing) {
+          const value = String(++sent);
+          await Promise.all(channels.map((channel) => sdk.trigger(channel, "placed", value)));
+          await new Promise((resolve) => setTimeout(resolve, 20));
+        }
+      })();
+      await until(() => sent >= 20, "events flowing");
+      a.kill("SIGTERM");
+      const back = await Promise.all(sessions.map((s) => s.again));
+      await until(() => sent >= 80 + 20, "events after the drain", { timeout: 10000 });
+      publishing = false;
+      await publisher;
+      const expected = Array.from({ length: sent }, (_, i) => String(i + 1));
+      for (const [i, s] of sessions.entries()) {
+        for (const channel of channels) {
+          await until(
+            () => placed(back[i], channel).at(-1) === String(sent),
+            `session ${i} on ${channel}: the last event`,
+            { timeout: 10000 },
+          );
+          const got = [...placed(s.first, channel), ...placed(back[i], channel)];
+          assert.deepEqual(got, expected, `session ${i} on ${channel}: every event once, in order`);
+        }
+      }
+    } finally {
+      await Promise.all([a.stop(), b.stop()]);
+      const admin = adminClient(REDIS_URL);
+      await deleteKeys(admin, prefix);
+      admin.disconnect();
+    }
+  });
+}
+
 describe(`recovery sessions (${runtimeName})`, { timeout: 180000 }, () => {
   after(async () => {
     disconnectAll();
@@ -251,5 +324,11 @@ describe(`recovery sessions (${runtimeName})`, { timeout: 180000 }, () => {
       admin.disconnect();
     });
     sessionCases(() => ({ first: a, again: b }));
+  });
+
+  describe(`a rolling drain, ${runnerRuntime} node drained, ${otherRuntime} serving`, {
+    timeout: 60000,
+  }, () => {
+    rollingDrainCase();
   });
 });

@@ -92,6 +92,11 @@ export class ChannelRegistry<S extends Subscriber = Subscriber> {
     return held;
   }
 
+  /** Stops the channel's fan-out to a subscriber that stays in it (it is about to close). */
+  hold(channel: LocalChannel<S>, subscriber: S): void {
+    if (channel.subscribers.has(subscriber)) this.fanOut?.leave(channel.topic, subscriber.socket);
+  }
+
   /** Removes a subscriber; `last` when the channel has no subscriber left on this node. */
   remove(channel: LocalChannel<S>, subscriber: S): { last: boolean } {
     if (!channel.subscribers.delete(subscriber)) return { last: false };

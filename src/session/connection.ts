@@ -22,6 +22,9 @@ import { Subscriptions } from "./subscriptions.ts";
 import { signin, signout } from "./signin.ts";
 import { leave, subscribe, unsubscribe } from "./subscribe.ts";
 
+/** How long a drain waits for a resumable session to confirm before closing it. */
+export const CONFIRM_BEFORE_CLOSE_MS = 1_000;
+
 /**
  * The session is also the context its parts work in (src/session/context.ts) and holds its own
  * liveness readings: one object per socket, not three.
@@ -226,9 +229,30 @@ export class Connection implements SocketSession, SessionContext, FrameQueueHook
     this.#closeWithError(ErrorCode.OverCapacity, "Client is too slow to receive its messages");
   }
 
-  /** Server-side close (terminate, drain): error frame, then close with the same code. */
-  terminate(code: number, message: string): void {
-    this.#closeWithError(code, message);
+  /**
+   * Server-side close (terminate, drain): error frame, then close with the same code.
+   * `confirmFirst` (a drain): a resumable session first confirms what it was sent (at most
+   * CONFIRM_BEFORE_CLOSE_MS), so that its next socket, on any node, misses nothing and repeats
+   * nothing.
+   */
+  terminate(code: number, message: string, confirmFirst = false): void {
+    const resume = this.resume;
+    if (!confirmFirst || !resume?.active || this.#state !== "open") {
+      return this.#closeWithError(code, message);
+    }
+    for (const channel of resume.channels()) this.ports.membership.hold(channel, this);
+    // Let go of the session before the close: the client reconnects at once, maybe elsewhere.
+    const close = () => resume.released().then(() => this.#closeWithError(code, message));
+    const ping = resume.unconfirmed;
+    if (!ping && !resume.awaitingPongs) {
+      close();
+      return;
+    }
+    if (ping) {
+      this.pingSentAt = this.ports.clock.now();
+      this.#ping();
+    }
+    resume.confirmAll(CONFIRM_BEFORE_CLOSE_MS, close);
   }
 
   send(frame: string): void {

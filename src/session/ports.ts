@@ -40,7 +40,8 @@ export interface LocalSession extends Subscriber {
   checkLiveness(now: number): void;
   terminateSlowConsumer(): void;
   /** Server-side close (terminate, drain): error frame, then close with the same code. */
-  terminate(code: number, message: string): void;
+  /** `confirmFirst` (a drain): a resumable session confirms what it got before it closes. */
+  terminate(code: number, message: string, confirmFirst?: boolean): void;
 }
 
 /** Presence and counts: the cluster state, whole (every call a session makes is a state rule). */
@@ -60,6 +61,8 @@ export interface MembershipPort {
   ): { channel: LocalChannel<LocalSession> };
   /** A resumed subscriber joins the channel's topic; what was delivered meanwhile. */
   resumed(channel: LocalChannel<LocalSession>, session: LocalSession): Held[];
+  /** Stops sending the channel's events to a subscriber about to close (a drain). */
+  hold(channel: LocalChannel<LocalSession>, session: LocalSession): void;
   /** The local channel, while it has subscribers. */
   get(appId: string, name: string): LocalChannel<LocalSession> | undefined;
   /** Removes a subscriber; `last` when the channel has no subscriber left on this node. */

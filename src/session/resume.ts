@@ -32,6 +32,8 @@ export class Resume {
   /** Positions as of each outstanding ping, oldest first. */
   readonly #unconfirmed: Record<string, KeptPosition>[] = [];
   #sockets: string[] = [];
+  /** Set while a drain waits for the last pongs (`confirmAll`). */
+  #onConfirmed: (() => void) | undefined;
 
   constructor(
     readonly ports: SessionPorts,
@@ -93,9 +95,12 @@ export class Resume {
     delete this.#confirmed[name];
   }
 
-  /** Something was delivered since the last confirmation: time for a ping. */
+  /** Something was delivered since the last ping (or confirmation): time for a ping. */
   get unconfirmed(): boolean {
-    if (this.#held || this.#unconfirmed.length >= MAX_UNCONFIRMED) return false;
+    // While a drain waits (`confirmAll`) the channels are held back: nothing new was sent.
+    if (this.#held || this.#onConfirmed || this.#unconfirmed.length >= MAX_UNCONFIRMED) {
+      return false;
+    }
     const latest = this.#unconfirmed.at(-1) ?? this.#confirmed;
     for (const [name] of this.#started) {
       if (!same(latest[name], this.#delivered(name))) return true;
@@ -103,10 +108,24 @@ export class Resume {
     return false;
   }
 
+  /** Pings are out whose pongs would confirm more. */
+  get awaitingPongs(): boolean {
+    return !this.#held && this.#unconfirmed.length > 0;
+  }
+
+  /** Recovery channels this socket follows (to hold back before a drain closes it). */
+  channels(): LocalChannel<LocalSession>[] {
+    return [...this.#started.values()].map((started) => started.channel);
+  }
+
   /** A ping goes out now: what its pong will confirm. */
   pinged(): void {
+    // Held back for a drain: nothing was sent since the last ping.
+    const latest = this.#onConfirmed && (this.#unconfirmed.at(-1) ?? this.#confirmed);
     const positions: Record<string, KeptPosition> = {};
-    for (const [name] of this.#started) positions[name] = this.#delivered(name)!;
+    for (const [name] of this.#started) {
+      positions[name] = latest ? latest[name] : this.#delivered(name)!;
+    }
     this.#unconfirmed.push(positions);
   }
 
@@ -115,13 +134,35 @@ export class Resume {
     const positions = this.#unconfirmed.shift();
     if (!positions) return;
     Object.assign(this.#confirmed, positions);
+    if (this.#unconfirmed.length === 0 && this.#onConfirmed) return this.#onConfirmed();
     this.#save(false);
   }
 
-  /** The socket closed: saves what was confirmed and lets go of the session. */
-  released(): Promise<void> {
-    return this.#save(true);
+  /**
+   * Before a drain closes the socket: `done` once every ping so far is answered (the last one is
+   * sent now), or after `giveUpMs`. The socket's recovery channels hold back their events for it
+   * meanwhile, so what it confirms is all it was sent: its next socket replays the rest.
+   */
+  confirmAll(giveUpMs: number, done: () => void): void {
+    let finished = false;
+    const finish = () => {
+      if (finished) return;
+      finished = true;
+      clearTimeout(timer);
+      this.#onConfirmed = undefined;
+      done();
+    };
+    const timer = setTimeout(finish, giveUpMs);
+    this.#onConfirmed = finish;
   }
+
+  /** Saves what was confirmed and lets go of the session (once: at close, or before it). */
+  released(): Promise<void> {
+    if (this.#releasing) return this.#releasing;
+    return this.#releasing = this.#save(true);
+  }
+
+  #releasing: Promise<void> | undefined;
 
   #delivered(name: string): KeptPosition | undefined {
     const started = this.#started.get(name);

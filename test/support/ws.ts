@@ -40,6 +40,8 @@ export interface SocketOptions {
   origin?: string;
   /** Extra upgrade request headers (e.g. a proxy's Fly-Client-IP). */
   headers?: Record<string, string>;
+  /** Answer every pusher:ping with pusher:pong, as pusher-js does. */
+  answerPings?: boolean;
 }
 
 /** Closes every RawSocket still open (call in `after`); resolves once their close handshakes
@@ -76,8 +78,11 @@ export class RawSocket {
   readonly opened: Promise<void>;
   socketId: string | undefined;
 
+  readonly #answerPings: boolean;
+
   constructor(url: string, opts: SocketOptions = {}) {
     this.url = url;
+    this.#answerPings = opts.answerPings ?? false;
     const headers: Record<string, string> = { ...opts.headers };
     if (opts.origin !== undefined) headers.Origin = opts.origin;
     const WS = WebSocket as unknown as WebSocketWithHeaders;
@@ -131,6 +136,9 @@ export class RawSocket {
       if (d && typeof d.socket_id === "string") this.socketId = d.socket_id;
     }
     this.log.push(frame);
+    if (this.#answerPings && frame.event === "pusher:ping") {
+      this.send({ event: "pusher:pong", data: {} });
+    }
     const i = this.waiters.findIndex((w) => w.pred(frame));
     if (i >= 0) {
       const [w] = this.waiters.splice(i, 1);
