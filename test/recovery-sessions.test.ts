@@ -13,6 +13,8 @@ import { channelAuth } from "./support/sign.ts";
 import {
   connected,
   disconnectAll,
+  echoClient,
+  echoPusher,
   pusherClient,
   serverSdk,
   subscribed,
@@ -59,6 +61,35 @@ async function trigger(server: Chorus, channel: string, ...values: string[]): Pr
 }
 
 function sessionCases(servers: () => { first: Chorus; again: Chorus }) {
+  it("Laravel Echo's own API gets the replayed events unchanged", T, async () => {
+    const { first, again } = servers();
+    const id = sessionId();
+    const name = fresh("orders");
+    const got: unknown[] = [];
+    const pings: number[] = [];
+    const echo = echoClient(first, MAIN, { extra: { wsPath: `/session/${id}` } });
+    echoPusher(echo).connection.bind("message", (m: { event: string }) => {
+      if (m.event === "pusher:ping") pings.push(got.length);
+    });
+    const subscribedFirst = new Promise<void>((resolve) =>
+      echo.private(name).subscribed(() => resolve()).listen(".placed", (e: unknown) => got.push(e))
+    );
+    await subscribedFirst;
+    await serverSdk(first, MAIN).trigger(`private-${name}`, "placed", { n: 1 });
+    await until(() => pings.some((at) => at === 1), "a ping after the event (pusher-js pongs)", {
+      timeout: 5000,
+    });
+    echo.disconnect();
+    await until(() => echoPusher(echo).connection.state === "disconnected", "Echo disconnected");
+    await serverSdk(first, MAIN).trigger(`private-${name}`, "placed", { n: 2 });
+    const back = echoClient(again, MAIN, { extra: { wsPath: `/session/${id}` } });
+    back.private(name).listen(".placed", (e: unknown) => got.push(e));
+    await until(() => got.length >= 2, "the missed event, through Echo");
+    await serverSdk(again, MAIN).trigger(`private-${name}`, "placed", { n: 3 });
+    await until(() => got.length >= 3, "the live event");
+    assert.deepEqual(got, [{ n: 1 }, { n: 2 }, { n: 3 }]);
+  });
+
   it("a raw socket gets exactly what it missed, then live events", T, async () => {
     const { first, again } = servers();
     const id = sessionId();
