@@ -37,6 +37,8 @@ export interface Options {
   apiSeconds: number;
   /** The bare servers check signed API calls as Chorus must (BENCH_BARE_API=signed). */
   signedBare: boolean;
+  /** Chorus keeps the bench channels' events for recovery (apps[].recovery). */
+  recovery: boolean;
   /** Phases of the public variant to run (profiling one phase: pass just that one). */
   phases: Phase[];
   /** Pin the measured server to CPU 0 and the load generators to CPU 1 (taskset). */
@@ -79,6 +81,8 @@ export const HELP = `Usage: bun bench/run.ts [flags]
   --api-duration S        seconds of the api phase (default 2)
   --signed-bare           the bare servers read, hash and sign API calls as Chorus must
                           (BENCH_BARE_API=signed: bench/bare-bun.ts), for the api phase
+  --recovery              Chorus keeps the bench channels' events (apps[].recovery
+                          channels ["bench*"]): the cost of a recovery channel
   --perf                  perf record the measured server during every sequential phase
                           and the api phase (Deno with --perf-basic-prof) into bench/.out/prof/
   --heap-stats            Bun servers: JSC object counts per connection (heapStats())
@@ -116,6 +120,7 @@ const FLAGS = {
   phases: { type: "string" },
   "api-duration": { type: "string" },
   "signed-bare": { type: "boolean" },
+  recovery: { type: "boolean" },
   perf: { type: "boolean" },
   "heap-stats": { type: "boolean" },
   "no-pin": { type: "boolean" },
@@ -166,6 +171,7 @@ export function parseOptions(argv: string[]): Invocation {
     perf: flags.has("perf"),
     apiSeconds: number("api-duration", 0.5, 2),
     signedBare: flags.has("signed-bare"),
+    recovery: flags.has("recovery"),
     pin: !flags.has("no-pin") && os.availableParallelism() >= 2 &&
       existsSync("/usr/bin/taskset"),
     repeat: integer("repeat", 1, 1),

@@ -47,8 +47,15 @@ export function assertAlive(running: Running): void {
 /** The flags that change how a server is started (profilers). */
 export type StartFlags = Pick<Options, "cpuProf" | "perf">;
 
-/** Chorus's config file `name` in bench/.out/: the bench app, presence limit `presenceUsers`. */
-export function chorusConfig(presenceUsers: number, name = "chorus-config.json"): string {
+/**
+ * Chorus's config file `name` in bench/.out/: the bench app, presence limit `presenceUsers`;
+ * `recovery`: the bench channels keep their events.
+ */
+export function chorusConfig(
+  presenceUsers: number,
+  name = "chorus-config.json",
+  recovery = false,
+): string {
   const file = join(OUT, name);
   writeFileSync(
     file,
@@ -59,6 +66,7 @@ export function chorusConfig(presenceUsers: number, name = "chorus-config.json")
           max_connections: null,
           activity_timeout: 30,
           max_presence_members: Math.max(100, presenceUsers),
+          ...(recovery ? { recovery: { channels: ["bench*"] } } : {}),
         }],
       },
       null,
@@ -166,7 +174,7 @@ export async function startTarget(name: TargetName, options: Options): Promise<R
       const server = await start(
         name,
         chorusCommand(runtime, name, options),
-        { CHORUS_CONFIG: chorusConfig(options.presenceUsers) },
+        { CHORUS_CONFIG: chorusConfig(options.presenceUsers, undefined, options.recovery) },
         needFiles,
         cpu,
       );
@@ -176,7 +184,7 @@ export async function startTarget(name: TargetName, options: Options): Promise<R
       await cleanStaleRedis(options.redis);
       const prefix = `bench-${process.pid}-${Date.now()}`;
       const env = {
-        CHORUS_CONFIG: chorusConfig(options.presenceUsers),
+        CHORUS_CONFIG: chorusConfig(options.presenceUsers, undefined, options.recovery),
         REDIS_URL: options.redis,
         CHORUS_REDIS_PREFIX: prefix,
       };
