@@ -68,8 +68,10 @@ function sessionCases(servers: () => { first: Chorus; again: Chorus }) {
     const got: unknown[] = [];
     const pings: number[] = [];
     const echo = echoClient(first, MAIN, { extra: { wsPath: `/session/${id}` } });
+    let pongs = 0;
     echoPusher(echo).connection.bind("message", (m: { event: string }) => {
       if (m.event === "pusher:ping") pings.push(got.length);
+      if (m.event === "pusher:pong") pongs++;
     });
     const subscribedFirst = new Promise<void>((resolve) =>
       echo.private(name).subscribed(() => resolve()).listen(".placed", (e: unknown) => got.push(e))
@@ -79,6 +81,9 @@ function sessionCases(servers: () => { first: Chorus; again: Chorus }) {
     await until(() => pings.some((at) => at === 1), "a ping after the event (pusher-js pongs)", {
       timeout: 5000,
     });
+    // The server answers frames in order: its pong says it has handled pusher-js's.
+    echoPusher(echo).send_event("pusher:ping", {});
+    await until(() => pongs > 0, "the server's pong");
     echo.disconnect();
     await until(() => echoPusher(echo).connection.state === "disconnected", "Echo disconnected");
     await serverSdk(first, MAIN).trigger(`private-${name}`, "placed", { n: 2 });
@@ -111,6 +116,27 @@ function sessionCases(servers: () => { first: Chorus; again: Chorus }) {
     await b.nextEvent("placed", channel);
     assert.deepEqual(placed(b, channel), ["3", "4", "5"], "missed ones first, no duplicates");
   });
+
+  it(
+    "a drop before the first confirmation, on a channel with no history yet, loses nothing",
+    T,
+    async () => {
+      const { first, again } = servers();
+      const id = sessionId();
+      const channel = fresh("orders");
+      const a = await connectSocket(sessionUrl(first, id));
+      await a.subscribeOk(channel); // no event kept yet: its history starts after this
+      await trigger(first, channel, "1", "2");
+      await a.nextEvent("placed", channel);
+      await a.nextEvent("placed", channel);
+      await a.closeAndWait(); // no pong: nothing confirmed
+      await trigger(first, channel, "3");
+      const b = await connectSocket(sessionUrl(again, id));
+      await b.subscribeOk(channel);
+      for (let i = 0; i < 3; i++) await b.nextEvent("placed", channel);
+      assert.deepEqual(placed(b, channel), ["1", "2", "3"], "the unconfirmed ones again, then 3");
+    },
+  );
 
   it("events that excluded the session's socket are not replayed to it", T, async () => {
     const { first, again } = servers();
@@ -219,8 +245,10 @@ function sessionCases(servers: () => { first: Chorus; again: Chorus }) {
     };
     const before = await connections();
     const client = pusherClient(first, MAIN, { extra: { wsPath: `/session/${id}` } });
+    let pongs = 0;
     client.connection.bind("message", (m: { event: string }) => {
       if (m.event === "pusher:ping") pings.push(got.length);
+      if (m.event === "pusher:pong") pongs++;
     });
     const ch = client.subscribe(channel);
     ch.bind("placed", (value: unknown) => got.push(value));
@@ -229,6 +257,8 @@ function sessionCases(servers: () => { first: Chorus; again: Chorus }) {
     await until(() => pings.some((at) => at === 2), "a ping after both events (pusher-js pongs)", {
       timeout: 5000,
     });
+    client.send_event("pusher:ping", {});
+    await until(() => pongs > 0, "the server's pong (it handled pusher-js's)");
     client.disconnect();
     await until(async () => await connections() === before, "the socket closed on the server");
     await trigger(first, channel, "3");

@@ -26,7 +26,10 @@ export async function resumeChannel(
   const page = await history.read(ctx.app.id, name, from?.serial ?? NOW, keep);
   // Closed or unsubscribed meanwhile: leaving dropped what was held.
   if (ctx.isClosed() || ctx.subscriptions.get(name)?.channel !== channel) return;
-  const replayed = from !== undefined && page.epoch === from.epoch && page.complete;
+  // A start in no history ("" at 0) continues in whichever history began after it.
+  const sameHistory = from !== undefined &&
+    (page.epoch === from.epoch || (from.epoch === "" && from.serial === 0));
+  const replayed = sameHistory && page.complete;
   if (replayed) {
     for (const kept of page.events) {
       if (kept.exceptSocketId === undefined || !resume.isOwnSocket(kept.exceptSocketId)) {
@@ -34,9 +37,12 @@ export async function resumeChannel(
       }
     }
   }
+  const read = { epoch: page.epoch, serial: page.serial };
+  let sent = read;
   for (const { frame, position } of membership.resumed(channel, ctx.self)) {
     if (position && position.epoch === page.epoch && position.serial <= page.serial) continue;
     ctx.send(frame);
+    if (position) sent = position;
   }
-  resume.started(name, channel, { epoch: page.epoch, serial: page.serial }, replayed);
+  resume.started(name, channel, sent, replayed ? undefined : read);
 }

@@ -75,17 +75,18 @@ export class Resume {
   }
 
   /**
-   * The channel's delivery to this socket continues after `at`: replayed up to it (what was
-   * confirmed before stays so until a pong), or started there.
+   * The channel's delivery to this socket goes on live, `sent` being the last kept event it was
+   * sent (replayed or held). `startedAt`: it did not resume, and its history starts there (what
+   * it resumed from stays confirmed until a pong otherwise).
    */
   started(
     name: string,
     channel: LocalChannel<LocalSession>,
-    at: KeptPosition,
-    replayed: boolean,
+    sent: KeptPosition,
+    startedAt: KeptPosition | undefined,
   ): void {
-    this.#started.set(name, { channel, at, deliveries: channel.keptDeliveries });
-    if (!replayed) this.#confirmed[name] = at;
+    this.#started.set(name, { channel, at: sent, deliveries: channel.keptDeliveries });
+    if (startedAt) this.#confirmed[name] = startedAt;
     if (this.#previous) delete this.#previous.channels[name];
   }
 

@@ -27,6 +27,8 @@ export interface Pusher extends Bindable {
   unsubscribe(channel: string): void;
   channel(channel: string): Channel;
   disconnect(): void;
+  /** Sends any frame (pusher-js's public API; e.g. a `pusher:ping` of our own). */
+  send_event(event: string, data: unknown, channel?: string): boolean;
   signin(): void;
   user: Bindable & {
     signinDonePromise: Promise<unknown> | null;

@@ -40,6 +40,7 @@ export interface AppConfig {
   max_presence_member_size?: number;
   max_request_size?: number;
   max_event_size?: number;
+  recovery?: { channels: string[]; ttl_s?: number; max_messages?: number };
 }
 
 export interface ChorusConfig {
