@@ -16,7 +16,7 @@ const MAX_UNCONFIRMED = 3;
 
 interface Started {
   channel: LocalChannel<LocalSession>;
-  /** Where this socket's delivery started, and the channel's kept deliveries then. */
+  /** The last kept event sent before the socket went live, and the channel's kept deliveries then. */
   at: KeptPosition;
   deliveries: number;
 }
@@ -34,6 +34,7 @@ export class Resume {
   #sockets: string[] = [];
   /** Set while a drain waits for the last pongs (`confirmAll`). */
   #onConfirmed: (() => void) | undefined;
+  #releasing: Promise<void> | undefined;
 
   constructor(
     readonly ports: SessionPorts,
@@ -162,8 +163,6 @@ export class Resume {
     if (this.#releasing) return this.#releasing;
     return this.#releasing = this.#save(true);
   }
-
-  #releasing: Promise<void> | undefined;
 
   #delivered(name: string): KeptPosition | undefined {
     const started = this.#started.get(name);
