@@ -4,7 +4,18 @@
  * property read per publish.
  */
 import type { AppConfig } from "../config.ts";
-import type { KeepPolicy } from "../cluster/types.ts";
+
+/** How a recovery channel's events are kept (apps[].recovery). */
+export interface KeepPolicy {
+  maxMessages: number;
+  ttlMs: number;
+}
+
+/** Where a kept event stands in its channel's history (src/cluster/types.ts `History`). */
+export interface KeptPosition {
+  epoch: string;
+  serial: number;
+}
 
 interface Compiled {
   pattern: RegExp;

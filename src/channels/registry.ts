@@ -1,7 +1,7 @@
 /** This process's channels: which local connections are subscribed to what. */
 import type { FanOut, Subscriber } from "../runtime.ts";
 import { subscriptionSucceededFrame } from "../protocol/index.ts";
-import type { KeptPosition } from "../cluster/types.ts";
+import type { KeptPosition } from "./recovery.ts";
 import { type ChannelKind, channelType } from "./kinds.ts";
 
 /** A frame delivered to a channel while one of its subscribers is being resumed. */

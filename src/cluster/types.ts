@@ -1,4 +1,4 @@
-import type { Roster } from "../channels/index.ts";
+import type { KeepPolicy, KeptPosition, Roster } from "../channels/index.ts";
 
 /**
  * A result now (the local driver) or later (Redis). The hot paths (connect, subscribe) finish
@@ -17,11 +17,8 @@ export class ClusterUnavailable extends Error {
  * a single process; the redis one a cluster. Both are used through these interfaces only.
  */
 
-/** Where a kept event stands in its channel's history (`History`). */
-export interface KeptPosition {
-  epoch: string;
-  serial: number;
-}
+// Defined beside the channels that use them (channels sit below the cluster layer).
+export type { KeepPolicy, KeptPosition };
 
 /**
  * Delivers a frame to this node's local subscribers of a channel; a kept event comes with its
@@ -34,12 +31,6 @@ export type LocalDelivery = (
   exceptSocketId: string | undefined,
   position?: KeptPosition,
 ) => void;
-
-/** How a recovery channel's events are kept (apps[].recovery, src/channels/recovery.ts). */
-export interface KeepPolicy {
-  maxMessages: number;
-  ttlMs: number;
-}
 
 /** One event kept in a channel's history, as its subscribers got it. */
 export interface KeptEvent {
