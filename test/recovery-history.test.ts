@@ -12,14 +12,7 @@ import { closeAllRawSockets, connectSocket, dataOf } from "./support/ws.ts";
 import { Api, type ApiResponse, channelAuth } from "./support/sign.ts";
 import { serverSdk } from "./support/clients.ts";
 import { assertHttpError } from "./support/assertions.ts";
-import {
-  type ClusterNode,
-  health,
-  otherRuntime,
-  runnerRuntime,
-  startNode,
-} from "./support/nodes.ts";
-import { adminClient, deleteKeys, randomPrefix, REDIS_URL } from "./support/redis.ts";
+import { otherRuntime, type Pair, runnerRuntime, startPair } from "./support/nodes.ts";
 import { until } from "./support/wait.ts";
 
 const T = { timeout: 20000 };
@@ -134,29 +127,12 @@ describe(`recovery history (${runtimeName})`, { timeout: 120000 }, () => {
   });
 
   describe(`a ${runnerRuntime}+${otherRuntime} pair over Redis`, { timeout: 60000 }, () => {
-    const prefix = randomPrefix("recovery");
-    let a: ClusterNode;
-    let b: ClusterNode;
+    let pair: Pair;
     before(async () => {
-      const common = { redisUrl: REDIS_URL, prefix, config: config() };
-      [a, b] = await Promise.all([
-        startNode({ ...common, runtime: runnerRuntime, name: "A" }),
-        startNode({ ...common, runtime: otherRuntime, name: "B" }),
-      ]);
-      await until(async () => (await health(a, "/ready")).status === 200, "A ready", {
-        timeout: 10000,
-      });
-      await until(async () => (await health(b, "/ready")).status === 200, "B ready", {
-        timeout: 10000,
-      });
+      pair = await startPair("recovery", { config: config() });
     });
-    after(async () => {
-      await Promise.all([a?.stop(), b?.stop()]);
-      const admin = adminClient(REDIS_URL);
-      await deleteKeys(admin, prefix);
-      admin.disconnect();
-    });
-    historyCases(() => ({ write: a, read: b }));
+    after(() => pair?.stop());
+    historyCases(() => ({ write: pair.a, read: pair.b }));
   });
 
   describe("the env app (CHORUS_APP_RECOVERY_*)", { timeout: 30000 }, () => {

@@ -19,14 +19,7 @@ import {
   serverSdk,
   subscribed,
 } from "./support/clients.ts";
-import {
-  type ClusterNode,
-  health,
-  otherRuntime,
-  runnerRuntime,
-  startNode,
-} from "./support/nodes.ts";
-import { adminClient, deleteKeys, randomPrefix, REDIS_URL } from "./support/redis.ts";
+import { otherRuntime, type Pair, runnerRuntime, startPair } from "./support/nodes.ts";
 import { until } from "./support/wait.ts";
 
 const T = { timeout: 20000 };
@@ -51,6 +44,43 @@ async function confirm(s: RawSocket): Promise<void> {
   await s.nextEvent("pusher:ping", undefined, 5000);
   s.send({ event: "pusher:pong", data: {} });
   await s.ping();
+}
+
+/** A private channel's auth for the socket, or nothing for a public channel. */
+const authFor = (s: RawSocket, channel: string) =>
+  channel.startsWith("private-") ? { auth: channelAuth(MAIN, s.socketId!, channel) } : {};
+
+/**
+ * A session's socket on `server`: subscribes, gets `values` published, confirms them (unless
+ * `confirmed` is false) and closes. Answers the socket (closed).
+ */
+async function visit(
+  server: Chorus,
+  id: string,
+  channel: string,
+  values: string[],
+  confirmed = true,
+): Promise<RawSocket> {
+  const s = await connectSocket(sessionUrl(server, id));
+  await s.subscribeOk(channel, authFor(s, channel));
+  await trigger(server, channel, ...values);
+  for (const _ of values) await s.nextEvent("placed", channel);
+  if (confirmed) await confirm(s);
+  await s.closeAndWait();
+  return s;
+}
+
+/** The session comes back on `server`: subscribes and waits for `count` events. */
+async function comeBack(
+  server: Chorus,
+  id: string,
+  channel: string,
+  count: number,
+): Promise<RawSocket> {
+  const s = await connectSocket(sessionUrl(server, id));
+  await s.subscribeOk(channel, authFor(s, channel));
+  for (let i = 0; i < count; i++) await s.nextEvent("placed", channel);
+  return s;
 }
 
 async function trigger(server: Chorus, channel: string, ...values: string[]): Promise<void> {
@@ -99,19 +129,9 @@ function sessionCases(servers: () => { first: Chorus; again: Chorus }) {
     const { first, again } = servers();
     const id = sessionId();
     const channel = fresh("orders");
-    const a = await connectSocket(sessionUrl(first, id));
-    await a.subscribeOk(channel);
-    await trigger(first, channel, "1", "2");
-    await a.nextEvent("placed", channel);
-    await a.nextEvent("placed", channel);
-    await confirm(a);
-    await a.closeAndWait();
+    await visit(first, id, channel, ["1", "2"]);
     await trigger(first, channel, "3", "4");
-
-    const b = await connectSocket(sessionUrl(again, id));
-    await b.subscribeOk(channel);
-    await b.nextEvent("placed", channel);
-    await b.nextEvent("placed", channel);
+    const b = await comeBack(again, id, channel, 2);
     await trigger(again, channel, "5");
     await b.nextEvent("placed", channel);
     assert.deepEqual(placed(b, channel), ["3", "4", "5"], "missed ones first, no duplicates");
@@ -124,16 +144,10 @@ function sessionCases(servers: () => { first: Chorus; again: Chorus }) {
       const { first, again } = servers();
       const id = sessionId();
       const channel = fresh("orders");
-      const a = await connectSocket(sessionUrl(first, id));
-      await a.subscribeOk(channel); // no event kept yet: its history starts after this
-      await trigger(first, channel, "1", "2");
-      await a.nextEvent("placed", channel);
-      await a.nextEvent("placed", channel);
-      await a.closeAndWait(); // no pong: nothing confirmed
+      // No event kept yet when it subscribes, and no pong: nothing confirmed.
+      await visit(first, id, channel, ["1", "2"], false);
       await trigger(first, channel, "3");
-      const b = await connectSocket(sessionUrl(again, id));
-      await b.subscribeOk(channel);
-      for (let i = 0; i < 3; i++) await b.nextEvent("placed", channel);
+      const b = await comeBack(again, id, channel, 3);
       assert.deepEqual(placed(b, channel), ["1", "2", "3"], "the unconfirmed ones again, then 3");
     },
   );
@@ -142,20 +156,11 @@ function sessionCases(servers: () => { first: Chorus; again: Chorus }) {
     const { first, again } = servers();
     const id = sessionId();
     const channel = fresh("orders");
-    const a = await connectSocket(sessionUrl(first, id));
-    await a.subscribeOk(channel);
-    await trigger(first, channel, "1");
-    await a.nextEvent("placed", channel);
-    await confirm(a);
-    const oldSocket = a.socketId!;
-    await a.closeAndWait();
+    const a = await visit(first, id, channel, ["1"]);
     const sdk = serverSdk(first, MAIN);
-    await sdk.trigger(channel, "placed", "mine", { socket_id: oldSocket });
+    await sdk.trigger(channel, "placed", "mine", { socket_id: a.socketId });
     await sdk.trigger(channel, "placed", "theirs");
-
-    const b = await connectSocket(sessionUrl(again, id));
-    await b.subscribeOk(channel);
-    await b.nextEvent("placed", channel);
+    const b = await comeBack(again, id, channel, 1);
     await b.ping();
     assert.deepEqual(placed(b, channel), ["theirs"]);
   });
@@ -164,12 +169,7 @@ function sessionCases(servers: () => { first: Chorus; again: Chorus }) {
     const { first, again } = servers();
     const id = sessionId();
     const channel = fresh("private-orders");
-    const a = await connectSocket(sessionUrl(first, id));
-    await a.subscribeOk(channel, { auth: channelAuth(MAIN, a.socketId!, channel) });
-    await trigger(first, channel, "1");
-    await a.nextEvent("placed", channel);
-    await confirm(a);
-    await a.closeAndWait();
+    await visit(first, id, channel, ["1"]);
     await trigger(first, channel, "2");
 
     const forged = await connectSocket(sessionUrl(again, id));
@@ -179,9 +179,7 @@ function sessionCases(servers: () => { first: Chorus; again: Chorus }) {
     assert.deepEqual(placed(forged, channel), [], "a forged auth gets nothing");
     await forged.closeAndWait();
 
-    const b = await connectSocket(sessionUrl(again, id));
-    await b.subscribeOk(channel, { auth: channelAuth(MAIN, b.socketId!, channel) });
-    await b.nextEvent("placed", channel);
+    const b = await comeBack(again, id, channel, 1);
     assert.deepEqual(placed(b, channel), ["2"]);
   });
 
@@ -283,20 +281,11 @@ function rollingDrainCase(): void {
   it("a drained node's sessions miss nothing and repeat nothing on the other node", {
     timeout: 40000,
   }, async () => {
-    const prefix = randomPrefix("drain");
     // The default max_messages (300): the drain's gap must fit in the window.
     const keepAll = { apps: [{ ...MAIN, recovery: { channels: ["orders-*"] } }] };
-    const common = { redisUrl: REDIS_URL, prefix, config: keepAll };
-    const [a, b] = await Promise.all([
-      startNode({ ...common, runtime: runnerRuntime, name: "A", env: { CHORUS_DRAIN_MS: "1000" } }),
-      startNode({ ...common, runtime: otherRuntime, name: "B" }),
-    ]);
+    const pair = await startPair("drain", { config: keepAll, envA: { CHORUS_DRAIN_MS: "1000" } });
+    const { a, b } = pair;
     try {
-      for (const node of [a, b]) {
-        await until(async () => (await health(node, "/ready")).status === 200, "ready", {
-          timeout: 10000,
-        });
-      }
       const channels = [fresh("orders"), fresh("orders")];
       const sessions = await Promise.all(Array.from({ length: 10 }, async () => {
         const id = sessionId();
@@ -339,10 +328,7 @@ function rollingDrainCase(): void {
         }
       }
     } finally {
-      await Promise.all([a.stop(), b.stop()]);
-      const admin = adminClient(REDIS_URL);
-      await deleteKeys(admin, prefix);
-      admin.disconnect();
+      await pair.stop();
     }
   });
 }
@@ -363,28 +349,12 @@ describe(`recovery sessions (${runtimeName})`, { timeout: 180000 }, () => {
   });
 
   describe(`a ${runnerRuntime}+${otherRuntime} pair over Redis`, { timeout: 90000 }, () => {
-    const prefix = randomPrefix("sessions");
-    let a: ClusterNode;
-    let b: ClusterNode;
+    let pair: Pair;
     before(async () => {
-      const common = { redisUrl: REDIS_URL, prefix, config: config() };
-      [a, b] = await Promise.all([
-        startNode({ ...common, runtime: runnerRuntime, name: "A" }),
-        startNode({ ...common, runtime: otherRuntime, name: "B" }),
-      ]);
-      for (const node of [a, b]) {
-        await until(async () => (await health(node, "/ready")).status === 200, "ready", {
-          timeout: 10000,
-        });
-      }
+      pair = await startPair("sessions", { config: config() });
     });
-    after(async () => {
-      await Promise.all([a?.stop(), b?.stop()]);
-      const admin = adminClient(REDIS_URL);
-      await deleteKeys(admin, prefix);
-      admin.disconnect();
-    });
-    sessionCases(() => ({ first: a, again: b }));
+    after(() => pair?.stop());
+    sessionCases(() => ({ first: pair.a, again: pair.b }));
   });
 
   describe(`a rolling drain, ${runnerRuntime} node drained, ${otherRuntime} serving`, {

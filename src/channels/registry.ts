@@ -63,7 +63,8 @@ export class ChannelRegistry<S extends Subscriber = Subscriber> {
 
   /**
    * Adds a subscriber; `first` when it is the channel's first on this node. `resuming`: it joins
-   * the fan-out topic only at `resumed`, and what is delivered until then is held for it.
+   * the fan-out topic only at `resumed`, and what is delivered until then is held for it (adding
+   * it so again keeps what is held).
    */
   add(
     appId: string,
@@ -77,8 +78,10 @@ export class ChannelRegistry<S extends Subscriber = Subscriber> {
     const first = channel === undefined;
     if (!channel) channels.set(name, channel = new LocalChannel(appId, name));
     channel.subscribers.add(subscriber);
-    if (resuming) (channel.replaying ??= new Map()).set(subscriber, []);
-    else this.fanOut?.join(channel.topic, subscriber.socket);
+    if (resuming) {
+      const replaying = channel.replaying ??= new Map();
+      if (!replaying.has(subscriber)) replaying.set(subscriber, []);
+    } else this.fanOut?.join(channel.topic, subscriber.socket);
     return { channel, first };
   }
 

@@ -4,14 +4,14 @@
  */
 import { keepPolicy, userControlChannel } from "../channels/index.ts";
 import { type ChannelType, channelType } from "../channels/index.ts";
-import type { Member } from "../channels/index.ts";
+import type { LocalChannel, Member } from "../channels/index.ts";
 import { cacheMissFrame, channelEventFrame, subscriptionErrorFrame } from "../protocol/index.ts";
 import type { SubscribeRequest } from "../protocol/index.ts";
 import { authorize } from "./authorize.ts";
 import type { SessionContext } from "./context.ts";
 import type { Step } from "./frame-queue.ts";
 import { resumeChannel } from "./resume-channel.ts";
-import type { Subscription } from "./ports.ts";
+import type { LocalSession, Subscription } from "./ports.ts";
 
 /** Handles pusher:subscribe; synchronous when the cluster drivers answer at once (local). */
 export function subscribe(ctx: SessionContext, request: SubscribeRequest): Step {
@@ -48,6 +48,8 @@ interface Joining {
   succeeded: string | undefined;
   /** The user's first socket in the presence channel. */
   first: boolean;
+  /** In the local channel already, its deliveries held until subscription_succeeded is sent. */
+  held?: boolean;
 }
 
 async function resendMembers(ctx: SessionContext, name: string): Promise<void> {
@@ -62,6 +64,10 @@ async function joinPresence(ctx: SessionContext, joining: Joining): Promise<void
   // later SUBSCRIBE would be lost, and the member list we send would stay short of it.
   const listening = ctx.ports.bus.listen(app.id, name);
   if (listening instanceof Promise) await listening;
+  // And this socket holds what the channel delivers from now until it has sent the member list:
+  // a member event that reaches this node before the join's answer is not lost either.
+  const held = ctx.ports.membership.add(app.id, name, ctx.self, true).channel;
+  joining.held = true;
   const joined = await ctx.ports.state.joinPresence({
     appId: app.id,
     channel: name,
@@ -71,6 +77,7 @@ async function joinPresence(ctx: SessionContext, joining: Joining): Promise<void
     maxMembers: app.max_presence_members,
   });
   if (!joined.ok) {
+    ctx.ports.membership.remove(held, ctx.self);
     stopListeningUnlessSubscribed(ctx, name);
     ctx.send(subscriptionErrorFrame(
       name,
@@ -84,6 +91,7 @@ async function joinPresence(ctx: SessionContext, joining: Joining): Promise<void
   joining.first = joined.first;
   if (ctx.isClosed()) {
     // The socket went away while we waited: undo the join.
+    ctx.ports.membership.remove(held, ctx.self);
     stopListeningUnlessSubscribed(ctx, name);
     await ctx.ports.state.leavePresence({
       appId: app.id,
@@ -112,7 +120,7 @@ function attach(ctx: SessionContext, joining: Joining): Step {
     : ctx.internal.join(userControlChannel(member.userId));
   const resume = ctx.resume?.active ? ctx.resume : undefined;
   const keep = resume && keepPolicy(app, name);
-  const added = membership.add(app.id, name, ctx.self, keep !== undefined);
+  const added = membership.add(app.id, name, ctx.self, keep !== undefined || joining.held);
   joining.succeeded ??= added.channel.succeededFrame;
   ctx.subscriptions.set(
     name,
@@ -126,17 +134,29 @@ function attach(ctx: SessionContext, joining: Joining): Step {
   // Events published once the client holds subscription_succeeded must reach it.
   const recorded = state.addSubscription({ appId: app.id, channel: name, socketId });
   const listening = bus.listen(app.id, name);
-  const finish = keep === undefined
-    ? (occupied: boolean) => confirm(ctx, joining, occupied)
-    : (occupied: boolean) =>
-      andThen(confirm(ctx, joining, occupied), () =>
-        resumeChannel(ctx, resume!, name, added.channel, keep));
+  const finish = keep !== undefined
+    ? (occupied: boolean) =>
+      andThen(
+        confirm(ctx, joining, occupied),
+        () => resumeChannel(ctx, resume!, name, added.channel, keep),
+      )
+    : joining.held
+    ? (occupied: boolean) =>
+      andThen(confirm(ctx, joining, occupied), () => sendHeld(ctx, added.channel))
+    : (occupied: boolean) => confirm(ctx, joining, occupied);
   if (listening instanceof Promise || control instanceof Promise) {
     return Promise.all([recorded, listening, control]).then(([{ occupied }]) => finish(occupied));
   }
   // The common case in a cluster: the node listens already, one record to wait for.
   if (recorded instanceof Promise) return recorded.then(({ occupied }) => finish(occupied));
   return finish(recorded.occupied);
+}
+
+/** What the channel delivered while the socket joined, after its subscription_succeeded. */
+function sendHeld(ctx: SessionContext, channel: LocalChannel<LocalSession>): Step {
+  const held = ctx.ports.membership.resumed(channel, ctx.self);
+  if (ctx.isClosed()) return;
+  for (const { frame } of held) ctx.send(frame);
 }
 
 /** Runs `next` after `step`, at once when the step finished synchronously. */

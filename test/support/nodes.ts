@@ -15,6 +15,7 @@ import {
   writeTempConfig,
 } from "./server.ts";
 import { until } from "./wait.ts";
+import { adminClient, deleteKeys, randomPrefix, REDIS_URL } from "./redis.ts";
 
 export type Runtime = "bun" | "deno";
 export type { Signal };
@@ -151,4 +152,37 @@ export async function waitReady(
       }`,
     );
   }
+}
+
+export interface Pair {
+  /** On the runner's runtime. */
+  a: ClusterNode;
+  /** On the other runtime. */
+  b: ClusterNode;
+  /** Stops both and deletes the prefix's keys. */
+  stop(): Promise<void>;
+}
+
+/** A Bun+Deno pair over Redis under a fresh prefix, both ready. */
+export async function startPair(
+  label: string,
+  o: { config?: ChorusConfig; envA?: Record<string, string> } = {},
+): Promise<Pair> {
+  const prefix = randomPrefix(label);
+  const common = { redisUrl: REDIS_URL, prefix, config: o.config };
+  const [a, b] = await Promise.all([
+    startNode({ ...common, runtime: runnerRuntime, name: "A", env: o.envA }),
+    startNode({ ...common, runtime: otherRuntime, name: "B" }),
+  ]);
+  await Promise.all([waitReady(a), waitReady(b)]);
+  return {
+    a,
+    b,
+    async stop() {
+      await Promise.all([a.stop(), b.stop()]);
+      const admin = adminClient(REDIS_URL);
+      await deleteKeys(admin, prefix);
+      admin.disconnect();
+    },
+  };
 }
