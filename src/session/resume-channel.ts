@@ -6,7 +6,7 @@
  * held frames go out, so nothing comes twice or out of order.
  */
 import type { LocalChannel } from "../channels/index.ts";
-import type { KeepPolicy } from "../cluster/types.ts";
+import type { KeepPolicy, KeptPosition } from "../cluster/types.ts";
 import type { SessionContext } from "./context.ts";
 import type { LocalSession } from "./ports.ts";
 import type { Resume } from "./resume.ts";
@@ -21,7 +21,7 @@ export async function resumeChannel(
   channel: LocalChannel<LocalSession>,
   keep: KeepPolicy,
 ): Promise<void> {
-  const { history, membership } = ctx.ports;
+  const { history } = ctx.ports;
   const from = resume.resumeFrom(name);
   const page = await history.read(ctx.app.id, name, from?.serial ?? NOW, keep);
   // Closed or unsubscribed meanwhile: leaving dropped what was held.
@@ -38,11 +38,30 @@ export async function resumeChannel(
     }
   }
   const read = { epoch: page.epoch, serial: page.serial };
-  let sent = read;
-  for (const { frame, position } of membership.resumed(channel, ctx.self)) {
-    if (position && position.epoch === page.epoch && position.serial <= page.serial) continue;
+  const sent = sendHeld(ctx, channel, read) ?? read;
+  resume.started(name, channel, sent, replayed ? undefined : read);
+}
+
+/**
+ * The socket joins the channel's topic, and first gets what the channel delivered while it was
+ * held (a presence join, a resume), but for kept events up to `skipThrough` (sent already).
+ * Answers the position of the last kept event it sent.
+ */
+export function sendHeld(
+  ctx: SessionContext,
+  channel: LocalChannel<LocalSession>,
+  skipThrough?: KeptPosition,
+): KeptPosition | undefined {
+  const held = ctx.ports.membership.resumed(channel, ctx.self);
+  if (ctx.isClosed()) return undefined;
+  let sent: KeptPosition | undefined;
+  for (const { frame, position } of held) {
+    if (
+      position && skipThrough && position.epoch === skipThrough.epoch &&
+      position.serial <= skipThrough.serial
+    ) continue;
     ctx.send(frame);
     if (position) sent = position;
   }
-  resume.started(name, channel, sent, replayed ? undefined : read);
+  return sent;
 }

@@ -4,14 +4,14 @@
  */
 import { keepPolicy, userControlChannel } from "../channels/index.ts";
 import { type ChannelType, channelType } from "../channels/index.ts";
-import type { LocalChannel, Member } from "../channels/index.ts";
+import type { Member } from "../channels/index.ts";
 import { cacheMissFrame, channelEventFrame, subscriptionErrorFrame } from "../protocol/index.ts";
 import type { SubscribeRequest } from "../protocol/index.ts";
 import { authorize } from "./authorize.ts";
 import type { SessionContext } from "./context.ts";
 import type { Step } from "./frame-queue.ts";
-import { resumeChannel } from "./resume-channel.ts";
-import type { LocalSession, Subscription } from "./ports.ts";
+import { resumeChannel, sendHeld } from "./resume-channel.ts";
+import type { Subscription } from "./ports.ts";
 
 /** Handles pusher:subscribe; synchronous when the cluster drivers answer at once (local). */
 export function subscribe(ctx: SessionContext, request: SubscribeRequest): Step {
@@ -134,29 +134,20 @@ function attach(ctx: SessionContext, joining: Joining): Step {
   // Events published once the client holds subscription_succeeded must reach it.
   const recorded = state.addSubscription({ appId: app.id, channel: name, socketId });
   const listening = bus.listen(app.id, name);
-  const finish = keep !== undefined
-    ? (occupied: boolean) =>
-      andThen(
-        confirm(ctx, joining, occupied),
-        () => resumeChannel(ctx, resume!, name, added.channel, keep),
-      )
+  // After subscription_succeeded: what was held for the socket (a resume, a presence join).
+  const release = keep !== undefined
+    ? () => resumeChannel(ctx, resume!, name, added.channel, keep)
     : joining.held
-    ? (occupied: boolean) =>
-      andThen(confirm(ctx, joining, occupied), () => sendHeld(ctx, added.channel))
-    : (occupied: boolean) => confirm(ctx, joining, occupied);
+    ? () => void sendHeld(ctx, added.channel)
+    : undefined;
+  const finish = (occupied: boolean) =>
+    release ? andThen(confirm(ctx, joining, occupied), release) : confirm(ctx, joining, occupied);
   if (listening instanceof Promise || control instanceof Promise) {
     return Promise.all([recorded, listening, control]).then(([{ occupied }]) => finish(occupied));
   }
   // The common case in a cluster: the node listens already, one record to wait for.
   if (recorded instanceof Promise) return recorded.then(({ occupied }) => finish(occupied));
   return finish(recorded.occupied);
-}
-
-/** What the channel delivered while the socket joined, after its subscription_succeeded. */
-function sendHeld(ctx: SessionContext, channel: LocalChannel<LocalSession>): Step {
-  const held = ctx.ports.membership.resumed(channel, ctx.self);
-  if (ctx.isClosed()) return;
-  for (const { frame } of held) ctx.send(frame);
 }
 
 /** Runs `next` after `step`, at once when the step finished synchronously. */
